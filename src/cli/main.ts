@@ -1,0 +1,54 @@
+// The `tsgi` command: `serve` runs a server, `cgi` answers one CGI request.
+
+import { Command, Option } from 'commander';
+import { UsageError } from '../errors.js';
+import { flushLogs } from '../log.js';
+import { PROTOCOLS } from '../net/protocols.js';
+
+const program = new Command();
+program
+  .name('tsgi')
+  .description('Serve TSGI (PEP 3333 for TypeScript) apps over ' + Object.keys(PROTOCOLS).join(', '))
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('serve an app; with no --protocol and --bind: FastCGI on fd 0 when it is a listening socket, else HTTP on 127.0.0.1:8000')
+  .argument('<app>', 'ES module path (.js, .mjs, .ts), optionally :exportName (default export otherwise)')
+  .addOption(new Option('--protocol <name>', 'wire protocol').choices(Object.keys(PROTOCOLS)))
+  .option('--bind <addr>', 'HOST:PORT, [IPv6]:PORT, unix:PATH or fd:N')
+  .option('--workers <n>', 'worker processes (a number, or auto for one per CPU)', '1')
+  .option('--socket-mode <octal>', 'permissions of a unix socket', '660')
+  .option('--graceful-timeout <s>', 'seconds requests in flight get to finish on SIGTERM', '30')
+  .option('--lint', 'check every request and response against the TSGI rules', false)
+  .option('--debug', 'error responses carry the stack (never in production)', false)
+  .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default info)')
+  .option('--access-log', 'one log line per request (default: on for http, off behind a web server)')
+  .option('--no-access-log', 'no access log')
+  .option('--max-header-size <bytes>', 'request head limit: params, headers (default 128k)')
+  .option('--max-body-size <bytes>', 'request body limit, answered 413 (default unlimited)')
+  .option('--max-requests-per-conn <n>', 'concurrent requests on one multiplexed connection (default 100)')
+  .option('--max-connections <n>', 'concurrent connections (default 10000)')
+  .option('--idle-timeout <s>', 'close a connection idle this long (default 300)')
+  .option('--header-timeout <s>', 'a request head must arrive within this time (default 60)')
+  .action(async (app: string, opts: Record<string, unknown>) => {
+    const { serve } = await import('./serve.js');
+    await serve(app, {
+      ...(opts as object),
+      maxRequests: opts.maxRequestsPerConn,
+    } as Parameters<typeof serve>[1]);
+  });
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tsgi: ${err.message}\n`);
+      flushLogs();
+      process.exit(2);
+    }
+    throw err;
+  }
+}

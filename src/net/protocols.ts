@@ -1,0 +1,34 @@
+// Which server speaks which protocol. A protocol server is a net.Server (node:http for HTTP)
+// plus a way to close its idle connections on shutdown.
+
+import type net from 'node:net';
+import type { Gateway } from '../runner/gateway.js';
+import type { Protocol } from '../types.js';
+
+export interface ProtocolServer {
+  server: net.Server;
+  /** Stop keeping connections alive: close the idle ones now, the busy ones when their request ends. */
+  drain(): void;
+}
+
+export type ServeProtocol = Exclude<Protocol, 'cgi'>;
+
+/** The protocols `serve` offers, in the order the help lists them. */
+export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gateway) => Promise<ProtocolServer> }> = {
+  http: {
+    defaultPort: 8000,
+    async create(gw) {
+      const { createHttpServer } = await import('../protocols/http/server.js');
+      const server = createHttpServer(gw);
+      return {
+        server,
+        drain() {
+          server.closeIdleConnections();
+          // Connections that finish a request after this are idle too: keep sweeping.
+          const t = setInterval(() => server.closeIdleConnections(), 100);
+          t.unref();
+        },
+      };
+    },
+  },
+};

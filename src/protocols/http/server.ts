@@ -1,0 +1,180 @@
+// The HTTP/1.1 development server, from the server's side: node:http in, environ out, the
+// response streamed back with backpressure (keep-alive, HEAD, chunked when no length is known).
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import { ClientGoneError, RequestError } from '../../errors.js';
+import { cgiHeaderName, parseContentLength, percentDecode } from '../../runner/environ.js';
+import type { Gateway } from '../../runner/gateway.js';
+import { BodyQueue } from '../../runner/input.js';
+import type { ResponseSink } from '../../runner/sink.js';
+import { statusCode } from '../../runner/start-response.js';
+import type { HeaderList } from '../../types.js';
+
+export function createHttpServer(gw: Gateway): http.Server {
+  const server = http.createServer({
+    maxHeaderSize: gw.limits.maxHeaderBytes,
+    requestTimeout: 0, // the app may stream for as long as it likes; idle/header timeouts below
+    headersTimeout: gw.limits.headerTimeoutMs,
+    keepAliveTimeout: 5_000,
+    // A body of GET with both Transfer-Encoding and Content-Length is refused by llhttp (strict
+    // mode): keep it that way (request smuggling).
+    insecureHTTPParser: false,
+  });
+  server.maxConnections = gw.limits.maxConnections;
+  server.on('request', (req, res) => handleRequest(gw, req, res));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    gw.log.debug({ code: err.code }, `http: bad request from client: ${err.message}`);
+    if (socket.writable && !socket.destroyed) {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    } else socket.destroy();
+  });
+  return server;
+}
+
+function handleRequest(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const ac = new AbortController();
+  let vars: Record<string, string>;
+  let length: number | undefined;
+  try {
+    vars = requestVars(req);
+    length = requestBodyLength(req, vars);
+    if (length !== undefined && length > gw.limits.maxBodyBytes) {
+      throw new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${gw.limits.maxBodyBytes}`, 413);
+    }
+  } catch (err) {
+    const e = err as RequestError;
+    gw.log.warn({ code: e.code }, `http: ${e.message}`);
+    res.writeHead(e.status ?? 400, { 'Content-Type': 'text/plain', Connection: 'close' });
+    res.end(`${e.message}\n`);
+    return;
+  }
+  const input = new BodyQueue({ length, highWaterMark: gw.limits.bodyHighWaterMark, onDemand: () => req.resume() });
+  if (length !== 0) {
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > gw.limits.maxBodyBytes) {
+        input.fail(new RequestError('TSGI_BODY_TOO_LARGE', `request body is over the limit of ${gw.limits.maxBodyBytes} bytes`, 413));
+        req.pause();
+        return;
+      }
+      if (!input.push(chunk)) req.pause();
+    });
+    req.on('end', () => input.end());
+  }
+  const sink = new HttpSink(res);
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      input.fail(new ClientGoneError());
+      ac.abort();
+      sink.closed();
+    }
+  });
+  void gw.handle(vars, input, sink, ac.signal);
+}
+
+/** CGI variables for a node:http request (RFC 3875 §4.1), latin-1 as node decodes headers. */
+function requestVars(req: http.IncomingMessage): Record<string, string> {
+  let target = req.url ?? '/';
+  if (!target.startsWith('/')) {
+    // absolute-form (a proxy request) or '*'
+    const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*/.exec(target);
+    if (m) target = target.slice(m[0].length) || '/';
+  }
+  const q = target.indexOf('?');
+  const path = q >= 0 ? target.slice(0, q) : target;
+  const sock = req.socket;
+  const vars: Record<string, string> = {
+    REQUEST_METHOD: req.method ?? 'GET',
+    SCRIPT_NAME: '',
+    PATH_INFO: percentDecode(path),
+    QUERY_STRING: q >= 0 ? target.slice(q + 1) : '',
+    REQUEST_URI: target,
+    SERVER_PROTOCOL: `HTTP/${req.httpVersion}`,
+    REMOTE_ADDR: sock.remoteAddress ?? '',
+    REMOTE_PORT: String(sock.remotePort ?? ''),
+    SERVER_PORT: String(sock.localPort ?? (sock.address() as AddressInfo).port ?? ''),
+    SERVER_SOFTWARE: 'tsgi',
+    GATEWAY_INTERFACE: 'CGI/1.1',
+  };
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = cgiHeaderName(raw[i]!);
+    if (key === null) continue;
+    const value = raw[i + 1]!;
+    const prev = vars[key];
+    if (prev === undefined) vars[key] = value;
+    else if (key === 'CONTENT_LENGTH' || key === 'CONTENT_TYPE') continue;
+    else vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+  }
+  const host = vars.HTTP_HOST;
+  vars.SERVER_NAME = host ? host.replace(/:[0-9]*$/, '') : (sock.localAddress ?? 'localhost');
+  if (!vars.SERVER_PORT && host) vars.SERVER_PORT = /:([0-9]+)$/.exec(host)?.[1] ?? '80';
+  return vars;
+}
+
+/** The body's length: CONTENT_LENGTH, undefined for chunked bodies, 0 when there is none. */
+function requestBodyLength(req: http.IncomingMessage, vars: Record<string, string>): number | undefined {
+  if (req.headers['transfer-encoding'] !== undefined) {
+    // llhttp already refuses Transfer-Encoding together with Content-Length.
+    delete vars.CONTENT_LENGTH;
+    return undefined;
+  }
+  return parseContentLength(vars.CONTENT_LENGTH) ?? 0;
+}
+
+class HttpSink implements ResponseSink {
+  private drainWait: Promise<void> | null = null;
+  private release: (() => void) | null = null;
+  private readonly res: http.ServerResponse;
+
+  constructor(res: http.ServerResponse) {
+    this.res = res;
+  }
+
+  start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
+    const flat: string[] = [];
+    for (const [n, v] of headers) flat.push(n, v);
+    this.res.writeHead(statusCode(status), status.slice(4), flat);
+    if (last) {
+      this.res.end(chunk ?? undefined);
+      return;
+    }
+    if (chunk) return this.write(chunk);
+    this.res.flushHeaders();
+  }
+
+  write(chunk: Uint8Array): void | Promise<void> {
+    if (this.res.write(chunk)) return;
+    if (!this.drainWait) {
+      this.drainWait = new Promise<void>((resolve) => {
+        this.release = resolve;
+        this.res.once('drain', () => this.closed());
+      });
+    }
+    return this.drainWait;
+  }
+
+  end(): void {
+    if (!this.res.writableEnded) this.res.end();
+  }
+
+  abort(error: Error): void {
+    this.closed();
+    // Destroying the socket mid-body leaves a chunked response without its last chunk, or a
+    // Content-Length response short: the client sees it incomplete.
+    void error;
+    this.res.destroy();
+  }
+
+  /** Drain or close: whoever waits may go on (and look at the signal). */
+  closed(): void {
+    const r = this.release;
+    this.release = null;
+    this.drainWait = null;
+    r?.();
+  }
+}

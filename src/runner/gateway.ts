@@ -1,0 +1,115 @@
+// What every protocol server shares: the app, the log, the limits, and one call that turns
+// CGI variables + a body queue + a sink into a finished request.
+
+import type { Logger } from '../log.js';
+import type { App, ErrorStream, Protocol } from '../types.js';
+import { buildEnviron } from './environ.js';
+import { LogErrorStream } from './errors-stream.js';
+import type { BodyQueue } from './input.js';
+import { runApp, type RunResult } from './run.js';
+import type { ResponseSink } from './sink.js';
+
+/** Sizes and times every protocol enforces; each has a CLI flag (docs/security.md). */
+export interface Limits {
+  /** Request head: FastCGI params, SCGI netstring, AJP forward request, HTTP headers (bytes). */
+  maxHeaderBytes: number;
+  /** Request body (bytes); larger bodies are answered 413. */
+  maxBodyBytes: number;
+  /** Body bytes buffered for an app that reads slower than the peer sends. */
+  bodyHighWaterMark: number;
+  /** Concurrent requests on one connection (FastCGI multiplexing). */
+  maxRequestsPerConnection: number;
+  /** Concurrent connections. */
+  maxConnections: number;
+  /** An idle connection (no request under way) is closed after this many ms; 0 = never. */
+  idleTimeoutMs: number;
+  /** A request head must arrive whole within this many ms. */
+  headerTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxHeaderBytes: 128 * 1024,
+  maxBodyBytes: Number.MAX_SAFE_INTEGER,
+  bodyHighWaterMark: 256 * 1024,
+  maxRequestsPerConnection: 100,
+  maxConnections: 10_000,
+  idleTimeoutMs: 5 * 60_000,
+  headerTimeoutMs: 60_000,
+};
+
+export interface GatewayOptions {
+  app: App;
+  log: Logger;
+  protocol: Protocol;
+  multiprocess?: boolean;
+  multithread?: boolean;
+  runOnce?: boolean;
+  debug?: boolean;
+  accessLog?: boolean;
+  limits?: Partial<Limits>;
+}
+
+export class Gateway {
+  readonly app: App;
+  readonly log: Logger;
+  readonly limits: Limits;
+  readonly debug: boolean;
+  readonly accessLog: boolean;
+  private readonly ctx;
+  /** Requests under way, across all connections. */
+  active = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(o: GatewayOptions) {
+    this.app = o.app;
+    this.log = o.log;
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.debug = o.debug ?? false;
+    this.accessLog = o.accessLog ?? false;
+    this.ctx = {
+      protocol: o.protocol,
+      multiprocess: o.multiprocess ?? false,
+      multithread: o.multithread ?? false,
+      runOnce: o.runOnce ?? false,
+    };
+  }
+
+  /**
+   * Runs one request. `vars` are the CGI variables (latin-1 strings) and become the environ.
+   * `signal` is aborted by the adapter when the peer goes away.
+   */
+  async handle(
+    vars: Record<string, string>,
+    input: BodyQueue,
+    sink: ResponseSink,
+    signal: AbortSignal,
+    errors?: ErrorStream,
+  ): Promise<RunResult> {
+    this.active++;
+    try {
+      const environ = buildEnviron(vars, input, errors ?? new LogErrorStream(this.log), signal, this.ctx);
+      return await runApp({
+        app: this.app,
+        environ,
+        sink,
+        signal,
+        log: this.log,
+        debug: this.debug,
+        accessLog: this.accessLog,
+      });
+    } finally {
+      input.discard();
+      if (--this.active === 0 && this.idleWaiters.length) {
+        const ws = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of ws) w();
+      }
+    }
+  }
+
+  /** Resolves once no request is under way. */
+  whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}

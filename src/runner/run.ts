@@ -1,0 +1,317 @@
+// The app runner: one request through a TSGI app, for every protocol (PEP 3333's server side;
+// CPython wsgiref BaseHandler). It calls the app, iterates the body into the sink, sends a 500 or
+// aborts on error, and calls close() exactly once, after the response is finished on the wire.
+
+import { AppError, ClientGoneError, RequestError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { App, Body, Chunk, Environ, HeaderList, StartResponse, WriteCallable } from '../types.js';
+import type { ResponseSink } from './sink.js';
+import { bodyless, checkHeaders, checkStatus, statusCode } from './start-response.js';
+
+export interface RunOptions {
+  app: App;
+  environ: Environ;
+  sink: ResponseSink;
+  /** Aborted by the adapter when the client or the web server goes away. */
+  signal: AbortSignal;
+  log: Logger;
+  /** Error responses carry the stack (never in production). */
+  debug?: boolean;
+  /** Writes one access-log line per request at level info. */
+  accessLog?: boolean;
+}
+
+export interface RunResult {
+  status: number;
+  /** Body bytes handed to the sink. */
+  bytes: number;
+  outcome: 'ok' | 'error' | 'aborted';
+}
+
+type Outcome = RunResult['outcome'];
+
+const EMPTY_CHUNK = new Uint8Array(0);
+const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+  v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
+
+/** Runs `app` for one request. Never rejects: every failure is answered, logged and reported. */
+export function runApp(o: RunOptions): Promise<RunResult> {
+  return new Run(o).run();
+}
+
+class Run {
+  private status: string | undefined;
+  private headers: HeaderList | undefined;
+  private declaredLength: number | undefined;
+  private headersSent = false;
+  private finished = false; // no more body goes out (HEAD, bodyless status, Content-Length reached)
+  private ended = false; // the response is over on the wire, or abandoned
+  private bytes = 0;
+  private readonly isHead: boolean;
+  private readonly started = performance.now();
+  private closeFn: (() => unknown) | undefined;
+  private readonly o: RunOptions;
+
+  constructor(o: RunOptions) {
+    this.o = o;
+    this.isHead = o.environ.REQUEST_METHOD === 'HEAD';
+  }
+
+  private readonly startResponse: StartResponse = (status, headers, excInfo) => {
+    if (this.ended) throw new AppError('startResponse() called after the response ended');
+    if (excInfo !== undefined && excInfo !== null) {
+      // PEP 3333: with exc_info, headers may be replaced until they are sent; after that the
+      // error is raised again so the response is aborted.
+      if (this.headersSent) throw excInfo;
+    } else if (this.status !== undefined) {
+      throw new AppError('startResponse() called a second time without excInfo (headers already set)');
+    }
+    checkStatus(status);
+    this.declaredLength = checkHeaders(headers);
+    this.status = status;
+    this.headers = headers;
+    return this.write;
+  };
+
+  private readonly write: WriteCallable = (chunk) => {
+    if (this.ended) throw new AppError('write() called after the response ended');
+    if (this.o.signal.aborted) throw new ClientGoneError();
+    if (this.status === undefined) throw new AppError('write() called before startResponse()');
+    return this.send(toBytes(chunk), false);
+  };
+
+  async run(): Promise<RunResult> {
+    const { o } = this;
+    let outcome: Outcome = 'ok';
+    try {
+      const r = o.app(o.environ, this.startResponse);
+      const body = (isThenable(r) ? await r : r) as Body;
+      if (body === null || typeof body !== 'object' && typeof body !== 'function') {
+        throw new AppError(`the app must return an iterable body, got ${body === null ? 'null' : typeof body}`);
+      }
+      if (typeof body.close === 'function') this.closeFn = () => body.close!();
+      if (typeof (body as Iterable<Chunk>)[Symbol.iterator] === 'function' && typeof body !== 'string') {
+        await this.iterateSync(body as Iterable<Chunk>);
+      } else if (typeof (body as AsyncIterable<Chunk>)[Symbol.asyncIterator] === 'function') {
+        await this.iterateAsync(body as AsyncIterable<Chunk>);
+      } else {
+        throw new AppError('the app must return an iterable or async iterable body');
+      }
+      if (o.signal.aborted) throw new ClientGoneError();
+      if (this.status === undefined) throw new AppError('the app returned without calling startResponse()');
+      await this.finish();
+    } catch (err) {
+      outcome = this.fail(err);
+    } finally {
+      this.ended = true;
+      await this.close();
+    }
+    if (o.signal.aborted && outcome === 'ok') outcome = 'aborted';
+    const code = this.status !== undefined && this.headersSent ? statusCode(this.status) : 0;
+    if (o.accessLog) this.logAccess(code, outcome);
+    return { status: code, bytes: this.bytes, outcome };
+  }
+
+  private async iterateSync(body: Iterable<Chunk>): Promise<void> {
+    const it = body[Symbol.iterator]();
+    let r = it.next();
+    try {
+      while (!r.done) {
+        const chunk = this.checkChunk(r.value);
+        // Read one ahead: a sync iterator costs nothing to advance, and knowing the chunk is the
+        // last lets the sink put the whole response in one write.
+        r = it.next();
+        const p = this.send(chunk, r.done === true);
+        if (p) await p;
+        if (this.finished || this.o.signal.aborted) return;
+      }
+    } finally {
+      if (!r.done) it.return?.();
+    }
+  }
+
+  private async iterateAsync(body: AsyncIterable<Chunk>): Promise<void> {
+    const it = body[Symbol.asyncIterator]();
+    const aborted = abortPromise(this.o.signal);
+    let done = false;
+    try {
+      for (;;) {
+        const r = await Promise.race([it.next(), aborted.promise]);
+        if (r.done) {
+          done = true;
+          return;
+        }
+        const p = this.send(this.checkChunk(r.value), false);
+        if (p) await p;
+        if (this.finished || this.o.signal.aborted) return;
+      }
+    } finally {
+      aborted.dispose();
+      // Stop a generator early (its finally blocks run), without waiting on one stuck in await.
+      if (!done) void Promise.resolve(it.return?.()).catch(() => {});
+    }
+  }
+
+  private checkChunk(value: Chunk): Uint8Array {
+    if (this.status === undefined) throw new AppError('the body yielded a chunk before startResponse() was called');
+    return toBytes(value);
+  }
+
+  /** Sends one piece of body: headers first if they are still pending. */
+  private send(chunk: Uint8Array, last: boolean): void | Promise<void> {
+    if (chunk.length === 0 || this.finished) return;
+    let data = chunk;
+    const cl = this.declaredLength;
+    if (cl !== undefined) {
+      const room = cl - this.bytes;
+      if (data.length >= room) {
+        if (data.length > room) {
+          this.o.log.warn({ declared: cl }, 'app sent more bytes than its Content-Length; the excess was not sent');
+          data = data.subarray(0, room);
+        }
+        last = true;
+        this.finished = true;
+      }
+    }
+    if (!this.headersSent) {
+      this.headersSent = true;
+      const code = statusCode(this.status!);
+      if (this.isHead || bodyless(code)) {
+        this.finished = true;
+        return this.o.sink.start(this.status!, this.headers!, null, true);
+      }
+      this.bytes += data.length;
+      let headers = this.headers!;
+      if (last && cl === undefined) headers = headers.concat([['Content-Length', String(data.length)]]);
+      return this.o.sink.start(this.status!, headers, data, last);
+    }
+    this.bytes += data.length;
+    return this.o.sink.write(data);
+  }
+
+  /** The body is exhausted: send what is still pending and end the response on the wire. */
+  private async finish(): Promise<void> {
+    if (!this.headersSent) {
+      this.headersSent = true;
+      const code = statusCode(this.status!);
+      let headers = this.headers!;
+      if (this.declaredLength === undefined && !this.isHead && !bodyless(code)) {
+        headers = headers.concat([['Content-Length', '0']]);
+      }
+      const p = this.o.sink.start(this.status!, headers, null, true);
+      if (p) await p;
+    }
+    const cl = this.declaredLength;
+    if (cl !== undefined && this.bytes < cl && !this.isHead && !bodyless(statusCode(this.status!))) {
+      throw new AppError(`the app sent ${this.bytes} bytes of the ${cl} its Content-Length declared`);
+    }
+    const p = this.o.sink.end();
+    this.ended = true;
+    if (p) await p;
+  }
+
+  /** Answers or aborts after an error; returns the outcome for the access log. */
+  private fail(err: unknown): Outcome {
+    const { o } = this;
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (o.signal.aborted || error instanceof ClientGoneError) {
+      this.ended = true;
+      o.log.debug({ code: 'TSGI_CLIENT_GONE' }, 'client went away before the response was complete');
+      return 'aborted';
+    }
+    if (this.headersSent || this.ended) {
+      this.ended = true;
+      o.log.error({ err: error }, 'error after the response headers were sent; response aborted');
+      o.sink.abort(error);
+      return 'error';
+    }
+    // Headers not sent yet: a clean error response.
+    this.headersSent = true;
+    this.ended = true;
+    let status = '500 Internal Server Error';
+    let text = 'Internal Server Error\n';
+    if (error instanceof RequestError) {
+      status = `${error.status} ${REASONS[error.status] ?? 'Error'}`;
+      text = `${REASONS[error.status] ?? 'Error'}: ${error.message}\n`;
+      o.log.warn({ code: error.code }, error.message);
+    } else {
+      o.log.error({ err: error }, 'app error before the response headers were sent');
+      if (o.debug) text += `\n${error.stack ?? error.message}\n`;
+    }
+    this.status = status;
+    const bytes = Buffer.from(text, 'utf8');
+    this.bytes = bytes.length;
+    try {
+      const headers: HeaderList = [
+        ['Content-Type', 'text/plain; charset=utf-8'],
+        ['Content-Length', String(bytes.length)],
+      ];
+      const p1 = o.sink.start(status, headers, this.isHead ? null : bytes, true);
+      const p2 = p1 ? p1.then(() => o.sink.end()) : o.sink.end();
+      if (p2) p2.then(undefined, (e: unknown) => o.sink.abort(e instanceof Error ? e : new Error(String(e))));
+    } catch (e) {
+      o.sink.abort(e instanceof Error ? e : new Error(String(e)));
+    }
+    return 'error';
+  }
+
+  private async close(): Promise<void> {
+    const fn = this.closeFn;
+    if (!fn) return;
+    this.closeFn = undefined;
+    try {
+      const r = fn();
+      if (isThenable(r)) await r;
+    } catch (err) {
+      this.o.log.error({ err }, 'error in the body\'s close()');
+    }
+  }
+
+  private logAccess(code: number, outcome: Outcome): void {
+    const e = this.o.environ;
+    this.o.log.info(
+      {
+        method: e.REQUEST_METHOD,
+        path: (e.SCRIPT_NAME ?? '') + (e.PATH_INFO ?? ''),
+        query: e.QUERY_STRING || undefined,
+        status: code,
+        bytes: this.bytes,
+        ms: Math.round((performance.now() - this.started) * 1000) / 1000,
+        outcome: outcome === 'ok' ? undefined : outcome,
+      },
+      'request',
+    );
+  }
+}
+
+/** Chunks are bytes; strings are sent as UTF-8. */
+export function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === 'string') return chunk.length === 0 ? EMPTY_CHUNK : Buffer.from(chunk, 'utf8');
+  throw new AppError(`body chunks must be Uint8Array or string, got ${chunk === null ? 'null' : typeof chunk}`);
+}
+
+function abortPromise(signal: AbortSignal): { promise: Promise<never>; dispose: () => void } {
+  let onAbort: (() => void) | undefined;
+  const promise = new Promise<never>((_, reject) => {
+    if (signal.aborted) return reject(new ClientGoneError());
+    onAbort = () => reject(new ClientGoneError());
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => {});
+  return { promise, dispose: () => onAbort && signal.removeEventListener('abort', onAbort) };
+}
+
+export const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  408: 'Request Timeout',
+  411: 'Length Required',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
