@@ -31,4 +31,11 @@ export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gatew
       };
     },
   },
+  fastcgi: {
+    defaultPort: 9000,
+    async create(gw) {
+      const { createFastcgiServer } = await import('../protocols/fastcgi/server.js');
+      return createFastcgiServer(gw);
+    },
+  },
 };

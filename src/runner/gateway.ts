@@ -76,7 +76,8 @@ export class Gateway {
 
   /**
    * Runs one request. `vars` are the CGI variables (latin-1 strings) and become the environ.
-   * `signal` is aborted by the adapter when the peer goes away.
+   * `signal` is aborted by the adapter when the peer goes away. `app` replaces the served app
+   * for this request (adapters pass `refusingApp(err)` to answer a request over a limit).
    */
   async handle(
     vars: Record<string, string>,
@@ -84,12 +85,13 @@ export class Gateway {
     sink: ResponseSink,
     signal: AbortSignal,
     errors?: ErrorStream,
+    app: App = this.app,
   ): Promise<RunResult> {
     this.active++;
     try {
       const environ = buildEnviron(vars, input, errors ?? new LogErrorStream(this.log), signal, this.ctx);
       return await runApp({
-        app: this.app,
+        app,
         environ,
         sink,
         signal,
@@ -112,4 +114,11 @@ export class Gateway {
     if (this.active === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
+}
+
+/** An app that answers with `err`'s status: how adapters refuse a request over a limit. */
+export function refusingApp(err: Error): App {
+  return () => {
+    throw err;
+  };
 }

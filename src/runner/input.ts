@@ -46,6 +46,11 @@ export class BodyQueue implements InputStream {
     return this.limit - this.received;
   }
 
+  /** Bytes received and not yet read. */
+  get buffered(): number {
+    return this.size;
+  }
+
   /** True once the whole body arrived (or the queue failed). */
   get complete(): boolean {
     return this.done || this.error !== null;

@@ -1,0 +1,447 @@
+// FastCGI 1.0 from the application's side: one connection's records in, requests handed to the
+// runner, STDOUT/STDERR/END_REQUEST out (spec sections 3-6; Go net/http/fcgi child.go).
+
+import type net from 'node:net';
+import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
+import { encodeCgiHead } from '../../runner/cgi-head.js';
+import { parseContentLength } from '../../runner/environ.js';
+import { LogErrorStream } from '../../runner/errors-stream.js';
+import type { Gateway } from '../../runner/gateway.js';
+import { refusingApp } from '../../runner/gateway.js';
+import { BodyQueue } from '../../runner/input.js';
+import type { ResponseSink } from '../../runner/sink.js';
+import type { HeaderList } from '../../types.js';
+import type { ProtocolServer } from '../../net/protocols.js';
+import { createStreamServer, logProtocolError, parseAddressList, type Connection } from '../../net/stream-server.js';
+import {
+  decodeBeginRequest,
+  decodeParams,
+  encodeEndRequest,
+  encodeParams,
+  encodeRecord,
+  encodeStream,
+  encodeUnknownType,
+  RecordDecoder,
+  type FcgiRecord,
+} from './codec.js';
+import {
+  FCGI_KEEP_CONN,
+  FCGI_MAX_CONNS,
+  FCGI_MAX_REQS,
+  FCGI_MPXS_CONNS,
+  HEADER_LENGTH,
+  NULL_REQUEST_ID,
+  ProtocolStatus,
+  RecordType,
+  Role,
+} from './constants.js';
+
+export interface FastcgiOptions {
+  /** Send wsgi.errors output to the web server as STDERR records too (default true). */
+  stderrToWebServer?: boolean;
+  /** FCGI_WEB_SERVER_ADDRS: only these peers may connect over TCP (default: the environment's). */
+  webServerAddrs?: string;
+}
+
+const ROLE_NAMES: Record<number, string> = { [Role.Responder]: 'RESPONDER', [Role.Authorizer]: 'AUTHORIZER', [Role.Filter]: 'FILTER' };
+const END_STDOUT_AND_REQUEST_LENGTH = HEADER_LENGTH * 2 + 8;
+/** Bodies of requests sharing a connection may buffer this many times the high-water mark
+ * before the socket is paused, so one slow reader does not stall the others. */
+const MULTIPLEX_BUFFER_FACTOR = 16;
+/** How long a finished request's STDIN may take to end before the connection closes anyway. */
+const STDIN_LINGER_MS = 5_000;
+
+export function createFastcgiServer(gw: Gateway, opts: FastcgiOptions = {}): ProtocolServer {
+  const addrs = opts.webServerAddrs ?? process.env.FCGI_WEB_SERVER_ADDRS;
+  const allow = addrs ? parseAddressList(addrs) : undefined;
+  return createStreamServer(gw, 'fastcgi', (socket) => new FcgiConnection(gw, socket, opts.stderrToWebServer ?? true), { allow });
+}
+
+/** One request on a connection, from BEGIN_REQUEST to END_REQUEST. */
+class FcgiRequest implements ResponseSink {
+  params: Uint8Array[] = [];
+  paramsBytes = 0;
+  paramsTooLarge = false;
+  input: BodyQueue | null = null;
+  data: BodyQueue | null = null;
+  stdinDone = false;
+  ended = false; // END_REQUEST sent
+  readonly ac = new AbortController();
+  readonly id: number;
+  readonly role: number;
+  readonly keepConn: boolean;
+  private readonly conn: FcgiConnection;
+
+  constructor(conn: FcgiConnection, id: number, role: number, keepConn: boolean) {
+    this.conn = conn;
+    this.id = id;
+    this.role = role;
+    this.keepConn = keepConn;
+  }
+
+  // ResponseSink: the CGI head and body as STDOUT records.
+
+  start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
+    if (this.ended) return;
+    const head = encodeCgiHead(status, headers);
+    const bodyLength = chunk ? chunk.length : 0;
+    const content = head.length + bodyLength;
+    if (content <= 16384) {
+      // Small responses: one buffer, one write, END_REQUEST included when this is all of it.
+      const pad = -content & 7;
+      const size = HEADER_LENGTH + content + pad + (last ? END_STDOUT_AND_REQUEST_LENGTH : 0);
+      const out = Buffer.allocUnsafe(size);
+      writeRecordHeader(out, 0, RecordType.Stdout, this.id, content, pad);
+      head.copy(out, HEADER_LENGTH);
+      if (chunk) out.set(chunk, HEADER_LENGTH + head.length);
+      let at = HEADER_LENGTH + content;
+      out.fill(0, at, at + pad);
+      at += pad;
+      if (last) {
+        writeRecordHeader(out, at, RecordType.Stdout, this.id, 0, 0);
+        writeRecordHeader(out, at + HEADER_LENGTH, RecordType.EndRequest, this.id, 8, 0);
+        out.fill(0, at + 2 * HEADER_LENGTH, size); // appStatus 0, FCGI_REQUEST_COMPLETE
+        const p = this.conn.send(out);
+        this.finish();
+        return p;
+      }
+      return this.conn.send(out);
+    }
+    const list: Uint8Array[] = [];
+    encodeStream(RecordType.Stdout, this.id, head, list);
+    if (chunk) encodeStream(RecordType.Stdout, this.id, chunk, list);
+    return this.conn.sendList(list);
+  }
+
+  write(chunk: Uint8Array): void | Promise<void> {
+    if (this.ended) return;
+    const list: Uint8Array[] = [];
+    encodeStream(RecordType.Stdout, this.id, chunk, list);
+    return this.conn.sendList(list);
+  }
+
+  end(): void | Promise<void> {
+    if (this.ended) return;
+    const out = Buffer.concat([
+      encodeRecord(RecordType.Stdout, this.id),
+      encodeEndRequest(this.id, 0, ProtocolStatus.RequestComplete),
+    ]);
+    const p = this.conn.send(out);
+    this.finish();
+    return p;
+  }
+
+  abort(_error: Error): void {
+    if (this.ended) return;
+    this.conn.abortRequest(this);
+  }
+
+  /** wsgi.errors text as STDERR records. */
+  stderr = (text: string): void => {
+    if (this.ended || !text) return;
+    const list: Uint8Array[] = [];
+    encodeStream(RecordType.Stderr, this.id, Buffer.from(text, 'utf8'), list);
+    void this.conn.sendList(list);
+  };
+
+  private finish(): void {
+    this.ended = true;
+    this.conn.requestEnded(this);
+  }
+}
+
+class FcgiConnection implements Connection {
+  private readonly decoder = new RecordDecoder();
+  /** Requests begun and not yet forgotten (ended, and their STDIN read to its end). */
+  private readonly table = new Map<number, FcgiRequest>();
+  /** Requests whose END_REQUEST has not gone out. */
+  private running = 0;
+  private drainWaiters: Array<() => void> = [];
+  private paused = false;
+  private draining = false;
+  private closeAfter = false; // a request without FCGI_KEEP_CONN ended, or the peer half-closed
+  private dead = false;
+  private readonly onRecord = (rec: FcgiRecord) => this.record(rec);
+  private readonly gw: Gateway;
+  private readonly socket: net.Socket;
+  private readonly stderrToWebServer: boolean;
+
+  constructor(gw: Gateway, socket: net.Socket, stderrToWebServer: boolean) {
+    this.gw = gw;
+    this.socket = socket;
+    this.stderrToWebServer = stderrToWebServer;
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk, this.onRecord);
+      } catch (err) {
+        logProtocolError(gw, 'fastcgi', err, socket.remoteAddress);
+        this.destroy();
+      }
+    });
+    socket.on('drain', () => this.releaseWriters());
+    socket.on('close', () => this.closed());
+    socket.on('end', () => {
+      // The web server is done sending: answer what is under way, then close our side.
+      for (const r of this.table.values()) if (r.ended) this.table.delete(r.id);
+      this.closeAfter = true;
+      this.maybeClose();
+    });
+  }
+
+  idle(): boolean {
+    return this.running === 0;
+  }
+
+  drain(): void {
+    this.draining = true;
+    this.maybeClose();
+  }
+
+  private record(rec: FcgiRecord): void {
+    const id = rec.requestId;
+    if (id === NULL_REQUEST_ID) return this.management(rec);
+    if (rec.type === RecordType.BeginRequest) return this.begin(id, rec.content);
+    const req = this.table.get(id);
+    // Records for inactive request ids are ignored (spec 3.3); the framing keeps us in sync.
+    if (!req) return;
+    switch (rec.type) {
+      case RecordType.Params:
+        return this.params(req, rec.content);
+      case RecordType.Stdin:
+        return this.stdin(req, rec.content);
+      case RecordType.Data:
+        return this.dataRecord(req, rec.content);
+      case RecordType.AbortRequest:
+        return this.abortRequest(req);
+      default:
+        // STDOUT/STDERR/END_REQUEST travel the other way; anything else is not for a request.
+        this.gw.log.debug({ type: rec.type, id }, 'fastcgi: ignoring record');
+    }
+  }
+
+  /** Spec 4: management records on request id 0. */
+  private management(rec: FcgiRecord): void {
+    if (rec.type !== RecordType.GetValues) {
+      void this.send(encodeUnknownType(rec.type));
+      return;
+    }
+    const asked: Record<string, string> = {};
+    decodeParams(rec.content, asked, { maxPairs: 64 });
+    const l = this.gw.limits;
+    const values: Record<string, string> = {
+      [FCGI_MAX_CONNS]: String(l.maxConnections),
+      [FCGI_MAX_REQS]: String(l.maxConnections * l.maxRequestsPerConnection),
+      [FCGI_MPXS_CONNS]: '1',
+    };
+    const pairs: Array<[string, string]> = [];
+    for (const name of Object.keys(asked)) if (values[name] !== undefined) pairs.push([name, values[name]!]);
+    void this.send(encodeRecord(RecordType.GetValuesResult, NULL_REQUEST_ID, encodeParams(pairs)));
+  }
+
+  private begin(id: number, content: Uint8Array): void {
+    const { role, flags } = decodeBeginRequest(content);
+    if (this.table.has(id)) {
+      this.gw.log.warn({ id }, 'fastcgi: BEGIN_REQUEST for a request id already in flight; ignored');
+      return;
+    }
+    if (role !== Role.Responder && role !== Role.Authorizer && role !== Role.Filter) {
+      void this.send(encodeEndRequest(id, 0, ProtocolStatus.UnknownRole));
+      return;
+    }
+    if (this.running >= this.gw.limits.maxRequestsPerConnection) {
+      void this.send(encodeEndRequest(id, 0, ProtocolStatus.Overloaded));
+      return;
+    }
+    this.running++;
+    this.table.set(id, new FcgiRequest(this, id, role, (flags & FCGI_KEEP_CONN) !== 0));
+  }
+
+  private params(req: FcgiRequest, content: Uint8Array): void {
+    if (req.input) return; // params already complete
+    if (content.length === 0) return this.startRequest(req);
+    if (req.paramsTooLarge) return;
+    req.paramsBytes += content.length;
+    if (req.paramsBytes > this.gw.limits.maxHeaderBytes) {
+      req.paramsTooLarge = true;
+      req.params = [];
+      return;
+    }
+    // The decoder hands out views of socket chunks, which node never reuses: keeping them is safe.
+    req.params.push(content);
+  }
+
+  private startRequest(req: FcgiRequest): void {
+    const vars: Record<string, string> = {};
+    let refuse: RequestError | null = null;
+    let length: number | undefined;
+    try {
+      if (req.paramsTooLarge) {
+        throw new RequestError('TSGI_FCGI_PARAMS_TOO_LARGE', `request params over the limit of ${this.gw.limits.maxHeaderBytes} bytes`, 431);
+      }
+      const all = req.params.length === 1 ? req.params[0]! : Buffer.concat(req.params);
+      req.params = [];
+      decodeParams(all, vars);
+      // An Authorizer gets no body (spec 6.3).
+      length = req.role === Role.Authorizer ? 0 : parseContentLength(vars.CONTENT_LENGTH);
+      if (length !== undefined && length > this.gw.limits.maxBodyBytes) {
+        throw new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${this.gw.limits.maxBodyBytes}`, 413);
+      }
+    } catch (err) {
+      if (!(err instanceof RequestError)) throw err;
+      refuse = err;
+    }
+    vars.FCGI_ROLE = ROLE_NAMES[req.role]!;
+    const hwm = this.gw.limits.bodyHighWaterMark;
+    const onDemand = () => this.resumeIfWanted();
+    req.input = new BodyQueue({ length: refuse ? 0 : length, highWaterMark: hwm, onDemand });
+    if (req.role === Role.Filter && !refuse) {
+      // Filter role: the file to filter arrives on the DATA stream (spec 6.4), exposed to the app
+      // as environ['tsgi.fcgi_data'], an input stream like wsgi.input.
+      req.data = new BodyQueue({ length: parseContentLength(vars.FCGI_DATA_LENGTH), highWaterMark: hwm, onDemand });
+      (vars as Record<string, unknown>)['tsgi.fcgi_data'] = req.data;
+    }
+    const errors = new LogErrorStream(this.gw.log, this.stderrToWebServer ? req.stderr : undefined);
+    if (refuse) this.gw.log.warn({ code: refuse.code }, `fastcgi: ${refuse.message}`);
+    const app = refuse ? refusingApp(refuse) : undefined;
+    void this.gw.handle(vars, req.input, req, req.ac.signal, errors, app).then(() => errors.flush());
+  }
+
+  private stdin(req: FcgiRequest, content: Uint8Array): void {
+    if (req.stdinDone) return;
+    if (!req.input) throw new ProtocolError('TSGI_FCGI_STDIN_BEFORE_PARAMS', 'fastcgi: STDIN before the end of PARAMS');
+    if (content.length === 0) {
+      req.stdinDone = true;
+      req.input.end();
+      if (req.ended) this.forget(req);
+      return;
+    }
+    if (!req.input.push(content) && this.shouldPause(req.input)) this.pause();
+  }
+
+  private dataRecord(req: FcgiRequest, content: Uint8Array): void {
+    if (!req.data) return;
+    if (content.length === 0) return req.data.end();
+    if (!req.data.push(content) && this.shouldPause(req.data)) this.pause();
+  }
+
+  /** A lone request pauses the socket at its high-water mark; multiplexed ones buffer more
+   * first, so that one slow reader does not stall the others on the connection. */
+  private shouldPause(q: BodyQueue): boolean {
+    return this.running <= 1 || q.buffered >= this.gw.limits.bodyHighWaterMark * MULTIPLEX_BUFFER_FACTOR;
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private resumeIfWanted(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  /** ABORT_REQUEST, or the app's response failed after its headers. Exactly one END_REQUEST. */
+  abortRequest(req: FcgiRequest): void {
+    if (req.ended) return;
+    const gone = new ClientGoneError('fastcgi: request aborted');
+    req.input?.fail(gone);
+    req.data?.fail(gone);
+    req.ac.abort();
+    req.ended = true;
+    this.running--;
+    this.table.delete(req.id);
+    if (this.running === 0 && !req.keepConn) {
+      // Alone on the connection: closing without END_REQUEST is how a web server learns that
+      // the response is incomplete (nginx: "upstream prematurely closed").
+      this.destroy();
+      return;
+    }
+    void this.send(encodeEndRequest(req.id, 1, ProtocolStatus.RequestComplete));
+    this.maybeClose();
+  }
+
+  /** END_REQUEST went out for `req`. */
+  requestEnded(req: FcgiRequest): void {
+    this.running--;
+    if (!req.keepConn) this.closeAfter = true;
+    if (req.stdinDone || req.role === Role.Authorizer) return this.forget(req);
+    // Body bytes still on their way for this id are read and dropped before the connection may
+    // close (Go issue 4183: closing on unread input makes the web server see a reset instead of
+    // the response). A peer that never finishes its STDIN is given a few seconds.
+    req.input?.discard();
+    req.data?.discard();
+    setTimeout(() => this.forget(req), STDIN_LINGER_MS).unref();
+  }
+
+  private forget(req: FcgiRequest): void {
+    if (this.table.get(req.id) === req) this.table.delete(req.id);
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (this.table.size === 0 && (this.closeAfter || this.draining) && !this.dead) this.socket.end();
+  }
+
+  send(buf: Uint8Array): void | Promise<void> {
+    if (this.dead) return;
+    if (this.socket.write(buf)) return;
+    return this.waitDrain();
+  }
+
+  sendList(list: Uint8Array[]): void | Promise<void> {
+    if (this.dead) return;
+    let ok = true;
+    if (list.length === 1) ok = this.socket.write(list[0]!);
+    else {
+      this.socket.cork();
+      for (const b of list) ok = this.socket.write(b);
+      this.socket.uncork();
+    }
+    if (ok) return;
+    return this.waitDrain();
+  }
+
+  private waitDrain(): Promise<void> {
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private releaseWriters(): void {
+    const ws = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of ws) w();
+  }
+
+  private destroy(): void {
+    this.socket.destroy();
+    this.closed();
+  }
+
+  private closed(): void {
+    if (this.dead) return;
+    this.dead = true;
+    const gone = new ClientGoneError('fastcgi: the web server closed the connection');
+    for (const req of this.table.values()) {
+      if (req.ended) continue;
+      req.ended = true;
+      req.input?.fail(gone);
+      req.data?.fail(gone);
+      req.ac.abort();
+    }
+    this.table.clear();
+    this.running = 0;
+    this.releaseWriters();
+  }
+}
+
+function writeRecordHeader(out: Buffer, at: number, type: number, id: number, length: number, padding: number): void {
+  out[at] = 1;
+  out[at + 1] = type;
+  out[at + 2] = id >>> 8;
+  out[at + 3] = id & 0xff;
+  out[at + 4] = length >>> 8;
+  out[at + 5] = length & 0xff;
+  out[at + 6] = padding;
+  out[at + 7] = 0;
+}
