@@ -38,4 +38,11 @@ export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gatew
       return createFastcgiServer(gw);
     },
   },
+  scgi: {
+    defaultPort: 4000,
+    async create(gw) {
+      const { createScgiServer } = await import('../protocols/scgi/server.js');
+      return createScgiServer(gw);
+    },
+  },
 };

@@ -1,0 +1,157 @@
+// SCGI from the application's side: one request per connection. The netstring head becomes
+// the environ, exactly CONTENT_LENGTH body bytes follow, and the response (a CGI head, then the
+// body) ends when we close the connection.
+
+import type net from 'node:net';
+import { ClientGoneError, RequestError } from '../../errors.js';
+import { encodeCgiHead } from '../../runner/cgi-head.js';
+import type { Gateway } from '../../runner/gateway.js';
+import { refusingApp } from '../../runner/gateway.js';
+import { BodyQueue } from '../../runner/input.js';
+import type { ResponseSink } from '../../runner/sink.js';
+import type { HeaderList } from '../../types.js';
+import type { ProtocolServer } from '../../net/protocols.js';
+import { createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import { RequestHeadDecoder } from './codec.js';
+
+export function createScgiServer(gw: Gateway): ProtocolServer {
+  return createStreamServer(gw, 'scgi', (socket) => new ScgiConnection(gw, socket));
+}
+
+class ScgiConnection implements Connection, ResponseSink {
+  private decoder: RequestHeadDecoder | null;
+  private input: BodyQueue | null = null;
+  private readonly ac = new AbortController();
+  private running = false;
+  private finished = false;
+  private drainWait: Promise<void> | null = null;
+  private release: (() => void) | null = null;
+  private readonly gw: Gateway;
+  private readonly socket: net.Socket;
+  private readonly headTimer: NodeJS.Timeout | undefined;
+
+  constructor(gw: Gateway, socket: net.Socket) {
+    this.gw = gw;
+    this.socket = socket;
+    this.decoder = new RequestHeadDecoder({ maxHeaderBytes: gw.limits.maxHeaderBytes });
+    if (gw.limits.headerTimeoutMs > 0) {
+      this.headTimer = setTimeout(() => {
+        gw.log.warn({ code: 'TSGI_HEADER_TIMEOUT' }, 'scgi: request head not received in time; connection closed');
+        socket.destroy();
+      }, gw.limits.headerTimeoutMs);
+      this.headTimer.unref();
+    }
+    socket.on('data', (chunk: Buffer) => this.data(chunk));
+    socket.on('drain', () => this.wake());
+    socket.on('close', () => this.closed());
+  }
+
+  idle(): boolean {
+    return !this.running;
+  }
+
+  drain(): void {
+    if (!this.running) this.socket.destroy();
+  }
+
+  private data(chunk: Buffer): void {
+    if (this.decoder === null) {
+      if (this.input && !this.input.push(chunk)) this.socket.pause();
+      return;
+    }
+    let head;
+    try {
+      head = this.decoder.push(chunk);
+    } catch (err) {
+      this.decoder = null;
+      clearTimeout(this.headTimer);
+      if (err instanceof RequestError) return this.refuse(err, {});
+      logProtocolError(this.gw, 'scgi', err, this.socket.remoteAddress);
+      this.socket.destroy();
+      return;
+    }
+    if (head === null) return;
+    this.decoder = null;
+    clearTimeout(this.headTimer);
+    const vars: Record<string, string> = { ...head.headers };
+    if (head.contentLength > this.gw.limits.maxBodyBytes) {
+      return this.refuse(
+        new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes is over the limit of ${this.gw.limits.maxBodyBytes}`, 413),
+        vars,
+      );
+    }
+    this.input = new BodyQueue({
+      length: head.contentLength,
+      highWaterMark: this.gw.limits.bodyHighWaterMark,
+      onDemand: () => this.socket.resume(),
+    });
+    if (head.body.length > 0 && !this.input.push(head.body)) this.socket.pause();
+    this.run(vars);
+  }
+
+  private refuse(err: RequestError, vars: Record<string, string>): void {
+    this.gw.log.warn({ code: err.code }, err.message);
+    this.input = new BodyQueue({ length: 0 });
+    this.run(vars, refusingApp(err));
+  }
+
+  private run(vars: Record<string, string>, app?: Parameters<Gateway['handle']>[5]): void {
+    this.running = true;
+    void this.gw.handle(vars, this.input!, this, this.ac.signal, undefined, app).then(() => {
+      this.running = false;
+    });
+  }
+
+  start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
+    const head = encodeCgiHead(status, headers);
+    if (last) {
+      this.finished = true;
+      this.socket.end(chunk ? Buffer.concat([head, chunk]) : head);
+      return;
+    }
+    if (!chunk) return this.write(head);
+    this.socket.cork();
+    this.socket.write(head);
+    const p = this.write(chunk);
+    this.socket.uncork();
+    return p;
+  }
+
+  write(chunk: Uint8Array): void | Promise<void> {
+    if (this.socket.destroyed) return;
+    if (this.socket.write(chunk)) return;
+    this.drainWait ??= new Promise((resolve) => (this.release = resolve));
+    return this.drainWait;
+  }
+
+  end(): void {
+    if (this.finished) return;
+    this.finished = true;
+    // The unread rest of the body is left to the kernel: the web server already sent it whole or
+    // will see the close; SCGI has nothing more to say (spec: the server closes the connection).
+    this.socket.end();
+  }
+
+  abort(_error: Error): void {
+    // SCGI's only end-of-response signal is the close: a reset tells the web server that the
+    // response broke off.
+    this.finished = true;
+    this.socket.resetAndDestroy();
+  }
+
+  private wake(): void {
+    const r = this.release;
+    this.release = null;
+    this.drainWait = null;
+    r?.();
+  }
+
+  private closed(): void {
+    clearTimeout(this.headTimer);
+    if (!this.finished) {
+      this.input?.fail(new ClientGoneError('scgi: the web server closed the connection'));
+      this.ac.abort();
+    }
+    this.wake();
+  }
+}
