@@ -40,6 +40,18 @@ program
     } as Parameters<typeof serve>[1]);
   });
 
+program
+  .command('cgi')
+  .description('answer one CGI/1.1 request (RFC 3875): environment and stdin in, response on stdout')
+  .argument('<app>', 'ES module path (.js, .mjs, .ts), optionally :exportName')
+  .option('--nph', 'non-parsed headers: a full HTTP status line (default when the script is nph-*)')
+  .option('--debug', 'error responses carry the stack (never in production)', false)
+  .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default info)')
+  .action(async (app: string, opts: { nph?: boolean; debug?: boolean; logLevel?: string }) => {
+    const { cgi } = await import('./cgi.js');
+    await cgi(app, opts);
+  });
+
 export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
