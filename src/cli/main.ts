@@ -32,6 +32,11 @@ program
   .option('--max-connections <n>', 'concurrent connections (default 10000)')
   .option('--idle-timeout <s>', 'close a connection idle this long (default 300)')
   .option('--header-timeout <s>', 'a request head must arrive within this time (default 60)')
+  .option('--no-fcgi-stderr', 'fastcgi: do not copy wsgi.errors output to the web server as STDERR records')
+  .option('--ajp-secret <secret>', 'ajp: required shared secret (or TSGI_AJP_SECRET; mod_proxy_ajp secret=)')
+  .option('--ajp-packet-size <bytes>', 'ajp: packet size, as ProxyIOBufferSize / max_packet_size (default 8192, max 65536)')
+  .option('--ajp-allowed-attributes <regex>', 'ajp: request attributes let through to the app (others: 403)')
+  .option('--ajp-allow-shutdown', 'ajp: obey the SHUTDOWN packet (default: ignored)', false)
   .action(async (app: string, opts: Record<string, unknown>) => {
     const { serve } = await import('./serve.js');
     await serve(app, {

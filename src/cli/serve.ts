@@ -15,7 +15,7 @@ import {
   stdinIsListeningSocket,
   type BindSpec,
 } from '../net/listen.js';
-import { PROTOCOLS } from '../net/protocols.js';
+import { PROTOCOLS, type ProtocolOptions } from '../net/protocols.js';
 import { Gateway, type Limits } from '../runner/gateway.js';
 import { validator } from '../runner/validate.js';
 import type { Protocol } from '../types.js';
@@ -36,6 +36,11 @@ export interface ServeOptions {
   maxConnections?: string;
   idleTimeout?: string;
   headerTimeout?: string;
+  ajpSecret?: string;
+  ajpPacketSize?: string;
+  ajpAllowedAttributes?: string;
+  ajpAllowShutdown?: boolean;
+  fcgiStderr?: boolean;
 }
 
 interface Plan {
@@ -95,6 +100,24 @@ export function limitsFrom(o: ServeOptions): Partial<Limits> {
   return l;
 }
 
+function protocolOptions(o: ServeOptions): ProtocolOptions {
+  let allowed: RegExp | undefined;
+  if (o.ajpAllowedAttributes !== undefined) {
+    try {
+      allowed = new RegExp(`^(?:${o.ajpAllowedAttributes})$`);
+    } catch (err) {
+      throw new UsageError('TSGI_BAD_OPTION', `--ajp-allowed-attributes is not a valid regular expression: ${(err as Error).message}`);
+    }
+  }
+  return {
+    ajpSecret: o.ajpSecret ?? process.env.TSGI_AJP_SECRET,
+    ajpPacketSize: int('--ajp-packet-size', o.ajpPacketSize, 1024),
+    ajpAllowedAttributes: allowed,
+    ajpAllowShutdown: o.ajpAllowShutdown,
+    fcgiStderr: o.fcgiStderr,
+  };
+}
+
 function workerCount(v: string): number {
   if (v === 'auto') return os.availableParallelism();
   return int('--workers', v, 1)!;
@@ -124,7 +147,7 @@ export async function serve(appSpec: string, o: ServeOptions): Promise<void> {
     accessLog: o.accessLog ?? p.protocol === 'http',
     limits,
   });
-  const ps = await PROTOCOLS[p.protocol]!.create(gw);
+  const ps = await PROTOCOLS[p.protocol]!.create(gw, protocolOptions(o));
   await listen(ps.server, p.bind, { socketMode });
   log.info({ protocol: p.protocol, bind: describeBind(p.bind), app: appSpec, worker: cluster.isWorker ? cluster.worker?.id : undefined }, `tsgi serving ${p.protocol} on ${describeBind(p.bind)}`);
 

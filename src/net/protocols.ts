@@ -13,8 +13,17 @@ export interface ProtocolServer {
 
 export type ServeProtocol = Exclude<Protocol, 'cgi'>;
 
+/** Protocol-specific settings from the command line. */
+export interface ProtocolOptions {
+  ajpSecret?: string;
+  ajpPacketSize?: number;
+  ajpAllowedAttributes?: RegExp;
+  ajpAllowShutdown?: boolean;
+  fcgiStderr?: boolean;
+}
+
 /** The protocols `serve` offers, in the order the help lists them. */
-export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gateway) => Promise<ProtocolServer> }> = {
+export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gateway, opts: ProtocolOptions) => Promise<ProtocolServer> }> = {
   http: {
     defaultPort: 8000,
     async create(gw) {
@@ -33,9 +42,9 @@ export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gatew
   },
   fastcgi: {
     defaultPort: 9000,
-    async create(gw) {
+    async create(gw, opts) {
       const { createFastcgiServer } = await import('../protocols/fastcgi/server.js');
-      return createFastcgiServer(gw);
+      return createFastcgiServer(gw, { stderrToWebServer: opts.fcgiStderr });
     },
   },
   scgi: {
@@ -43,6 +52,18 @@ export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gatew
     async create(gw) {
       const { createScgiServer } = await import('../protocols/scgi/server.js');
       return createScgiServer(gw);
+    },
+  },
+  ajp: {
+    defaultPort: 8009,
+    async create(gw, opts) {
+      const { createAjpServer } = await import('../protocols/ajp/server.js');
+      return createAjpServer(gw, {
+        secret: opts.ajpSecret,
+        packetSize: opts.ajpPacketSize,
+        allowedAttributes: opts.ajpAllowedAttributes,
+        allowShutdown: opts.ajpAllowShutdown,
+      });
     },
   },
 };

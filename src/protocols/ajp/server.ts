@@ -1,0 +1,315 @@
+// AJP13 from the container's side (Tomcat's "AJPv13" reference; httpd mod_proxy_ajp): a
+// FORWARD_REQUEST becomes the environ, body packets are asked for with GET_BODY_CHUNK as the app
+// reads, and the response goes back as SEND_HEADERS, SEND_BODY_CHUNK and END_RESPONSE.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type net from 'node:net';
+import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
+import { cgiHeaderName, percentDecode } from '../../runner/environ.js';
+import type { Gateway } from '../../runner/gateway.js';
+import { refusingApp } from '../../runner/gateway.js';
+import { BodyQueue } from '../../runner/input.js';
+import type { ResponseSink } from '../../runner/sink.js';
+import { statusCode } from '../../runner/start-response.js';
+import type { App, HeaderList } from '../../types.js';
+import type { ProtocolServer } from '../../net/protocols.js';
+import { createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import {
+  decodeBodyChunk,
+  decodeForwardRequest,
+  encodeCPong,
+  encodeEndResponse,
+  encodeGetBodyChunk,
+  encodeSendBodyChunk,
+  encodeSendHeaders,
+  PacketDecoder,
+  type ForwardRequest,
+} from './codec.js';
+import { DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, PrefixCode, READ_BODY_OVERHEAD, ReqAttributeName } from './constants.js';
+
+export interface AjpOptions {
+  /** The shared secret (mod_proxy_ajp `secret=`, mod_jk `worker.*.secret`): required when set. */
+  secret?: string;
+  /** Packet size (ProxyIOBufferSize / max_packet_size): 8192 by default, at most 65536. */
+  packetSize?: number;
+  /** req_attribute names let through (as environ['tsgi.ajp_attributes']); others get a 403. */
+  allowedAttributes?: RegExp;
+  /** Obey the SHUTDOWN packet (default: ignored and logged). */
+  allowShutdown?: boolean;
+}
+
+/** Attributes httpd sends on every request, and the CGI variables they become. */
+const KNOWN_ATTRIBUTES: Record<string, string> = {
+  [ReqAttributeName.RemotePort]: 'REMOTE_PORT',
+  [ReqAttributeName.LocalAddr]: 'SERVER_ADDR',
+  [ReqAttributeName.SslProtocol]: 'SSL_PROTOCOL',
+};
+
+export function createAjpServer(gw: Gateway, opts: AjpOptions = {}): ProtocolServer {
+  const packetSize = opts.packetSize ?? DEFAULT_PACKET_SIZE;
+  if (!Number.isInteger(packetSize) || packetSize < 1024 || packetSize > MAX_PACKET_SIZE) {
+    throw new RangeError(`ajp: packet size must be 1024..${MAX_PACKET_SIZE}, got ${packetSize}`);
+  }
+  const secret = opts.secret !== undefined ? digest(opts.secret) : undefined;
+  const cfg: Config = { packetSize, secret, allowed: opts.allowedAttributes, allowShutdown: opts.allowShutdown ?? false };
+  return createStreamServer(gw, 'ajp', (socket) => new AjpConnection(gw, socket, cfg));
+}
+
+interface Config {
+  packetSize: number;
+  secret: Buffer | undefined;
+  allowed: RegExp | undefined;
+  allowShutdown: boolean;
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'latin1').digest();
+
+/** Same-length digests compared with timingSafeEqual: no timing trace of where they differ. */
+function secretMatches(expected: Buffer, given: string | undefined): boolean {
+  return timingSafeEqual(expected, digest(given ?? '')) && given !== undefined;
+}
+
+const State = { Idle: 0, Request: 1 } as const;
+
+class AjpConnection implements Connection, ResponseSink {
+  private readonly decoder: PacketDecoder;
+  private state: number = State.Idle;
+  private input: BodyQueue | null = null;
+  private ac = new AbortController();
+  /** A body packet is on its way (the unsolicited first one, or one we asked for). */
+  private awaitingBody = false;
+  private bodyEnded = false;
+  private responding = false; // the runner has the request
+  private draining = false;
+  private dead = false;
+  private drainWait: Promise<void> | null = null;
+  private release: (() => void) | null = null;
+  private readonly onPacket = (p: Uint8Array) => this.packet(p);
+  private readonly gw: Gateway;
+  private readonly socket: net.Socket;
+  private readonly cfg: Config;
+
+  constructor(gw: Gateway, socket: net.Socket, cfg: Config) {
+    this.gw = gw;
+    this.socket = socket;
+    this.cfg = cfg;
+    this.decoder = new PacketDecoder({ maxPacketSize: cfg.packetSize, magic: 'server' });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk, this.onPacket);
+      } catch (err) {
+        logProtocolError(gw, 'ajp', err, socket.remoteAddress);
+        this.destroy();
+      }
+    });
+    socket.on('drain', () => this.wake());
+    socket.on('close', () => this.closed());
+  }
+
+  idle(): boolean {
+    return this.state === State.Idle;
+  }
+
+  drain(): void {
+    this.draining = true;
+    if (this.state === State.Idle) this.socket.end();
+  }
+
+  private packet(payload: Uint8Array): void {
+    if (this.state === State.Request) return this.bodyPacket(payload);
+    const code = payload[0];
+    switch (code) {
+      case PrefixCode.ForwardRequest:
+        return this.forward(decodeForwardRequest(payload));
+      case PrefixCode.CPing:
+        this.socket.write(encodeCPong());
+        return;
+      case PrefixCode.Shutdown:
+        if (this.cfg.allowShutdown) {
+          this.gw.log.warn('ajp: SHUTDOWN received and allowed; stopping');
+          process.kill(process.pid, 'SIGTERM');
+        } else this.gw.log.warn('ajp: SHUTDOWN packet ignored (not allowed)');
+        return;
+      default:
+        throw new ProtocolError('TSGI_AJP_UNEXPECTED_PACKET', `ajp: unexpected packet type ${code} between requests`);
+    }
+  }
+
+  /** Server-bound packets during a request are request body data ("Request Packet Structure"). */
+  private bodyPacket(payload: Uint8Array): void {
+    if (!this.awaitingBody) throw new ProtocolError('TSGI_AJP_UNEXPECTED_PACKET', 'ajp: a packet arrived that was not asked for');
+    this.awaitingBody = false;
+    const data = decodeBodyChunk(payload);
+    const q = this.input!;
+    if (data.length === 0) {
+      this.bodyEnded = true;
+      q.end();
+    } else if (q.push(data) && !q.complete) this.askForBody();
+    if (q.complete) this.bodyEnded = true;
+    if (!this.responding) this.finished();
+  }
+
+  private askForBody(): void {
+    if (this.awaitingBody || this.bodyEnded || !this.responding) return;
+    this.awaitingBody = true;
+    const room = this.cfg.packetSize - READ_BODY_OVERHEAD;
+    const remaining = this.input!.remaining;
+    this.socket.write(encodeGetBodyChunk(Number.isFinite(remaining) ? Math.min(room, remaining) : room));
+  }
+
+  private forward(req: ForwardRequest): void {
+    this.state = State.Request;
+    this.responding = true;
+    this.bodyEnded = false;
+    this.ac = new AbortController();
+    let refuse: RequestError | null = null;
+    const vars = this.environ(req);
+    if (this.cfg.secret && !secretMatches(this.cfg.secret, req.attributes.secret)) {
+      refuse = new RequestError('TSGI_AJP_BAD_SECRET', `ajp: ${req.attributes.secret === undefined ? 'missing' : 'wrong'} secret`, 403);
+    }
+    const extra: Record<string, string> = {};
+    for (const [name, value] of req.requestAttributes) {
+      const known = KNOWN_ATTRIBUTES[name];
+      if (known) vars[known] = value;
+      else if (this.cfg.allowed?.test(name)) extra[name] = value;
+      else refuse ??= new RequestError('TSGI_AJP_BAD_ATTRIBUTE', `ajp: request attribute '${name}' is not allowed`, 403);
+    }
+    // Transfer-Encoding wins over Content-Length (CVE-2022-26377): the body is then chunked,
+    // and httpd sends no first packet.
+    const chunked = vars.HTTP_TRANSFER_ENCODING !== undefined;
+    if (chunked) delete vars.CONTENT_LENGTH;
+    let length: number | undefined;
+    const cl = vars.CONTENT_LENGTH;
+    if (cl !== undefined && !chunked) {
+      if (!/^[0-9]{1,15}$/.test(cl)) refuse ??= new RequestError('TSGI_BAD_CONTENT_LENGTH', 'ajp: invalid Content-Length', 400);
+      else length = Number(cl);
+    } else if (!chunked) length = 0;
+    // httpd sends the first body packet unasked when Content-Length > 0.
+    this.awaitingBody = length !== undefined && length > 0;
+    if (length !== undefined && length > this.gw.limits.maxBodyBytes) {
+      refuse ??= new RequestError('TSGI_BODY_TOO_LARGE', `ajp: request body of ${length} bytes is over the limit of ${this.gw.limits.maxBodyBytes}`, 413);
+    }
+    if (refuse) this.gw.log.warn({ code: refuse.code }, refuse.message);
+    (vars as Record<string, unknown>)['tsgi.ajp_attributes'] = extra;
+    this.input = new BodyQueue({
+      length: refuse ? 0 : length,
+      highWaterMark: this.gw.limits.bodyHighWaterMark,
+      onDemand: () => this.askForBody(),
+    });
+    if (length === 0 || refuse) this.bodyEnded = !this.awaitingBody;
+    const app: App | undefined = refuse ? refusingApp(refuse) : undefined;
+    void this.gw.handle(vars, this.input, this, this.ac.signal, undefined, app);
+    // A chunked body starts with our request for it.
+    if (chunked && !refuse) this.askForBody();
+  }
+
+  private environ(req: ForwardRequest): Record<string, string> {
+    const a = req.attributes;
+    const vars: Record<string, string> = {
+      REQUEST_METHOD: req.method,
+      SERVER_PROTOCOL: req.protocol,
+      REQUEST_URI: a.queryString ? `${req.requestUri}?${a.queryString}` : req.requestUri,
+      SCRIPT_NAME: '',
+      PATH_INFO: percentDecode(req.requestUri),
+      QUERY_STRING: a.queryString ?? '',
+      REMOTE_ADDR: req.remoteAddr,
+      SERVER_NAME: req.serverName,
+      SERVER_PORT: String(req.serverPort),
+      GATEWAY_INTERFACE: 'CGI/1.1',
+    };
+    if (req.remoteHost !== null && req.remoteHost !== '') vars.REMOTE_HOST = req.remoteHost;
+    if (req.isSsl) vars.HTTPS = 'on';
+    if (a.remoteUser !== undefined) vars.REMOTE_USER = a.remoteUser;
+    if (a.authType !== undefined) vars.AUTH_TYPE = a.authType;
+    if (a.sslCipher !== undefined) vars.SSL_CIPHER = a.sslCipher;
+    if (a.sslSession !== undefined) vars.SSL_SESSION_ID = a.sslSession;
+    if (a.sslCert !== undefined) vars.SSL_CLIENT_CERT = a.sslCert;
+    if (a.sslKeySize !== undefined) vars.SSL_CIPHER_USEKEYSIZE = String(a.sslKeySize);
+    if (a.route !== undefined) vars.AJP_ROUTE = a.route;
+    for (const [name, value] of req.headers) {
+      const key = cgiHeaderName(name);
+      if (key === null) continue;
+      const prev = vars[key];
+      if (prev === undefined) vars[key] = value;
+      else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+    }
+    return vars;
+  }
+
+  // ResponseSink
+
+  start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
+    const list: Uint8Array[] = [encodeSendHeaders(statusCode(status), status.slice(4) || String(statusCode(status)), headers, this.cfg.packetSize)];
+    if (chunk) encodeSendBodyChunk(chunk, this.cfg.packetSize, list);
+    if (last) return this.endWith(list);
+    return this.sendList(list);
+  }
+
+  write(chunk: Uint8Array): void | Promise<void> {
+    const list: Uint8Array[] = [];
+    encodeSendBodyChunk(chunk, this.cfg.packetSize, list);
+    return this.sendList(list);
+  }
+
+  end(): void | Promise<void> {
+    if (!this.responding) return;
+    return this.endWith([]);
+  }
+
+  abort(_error: Error): void {
+    // No END_RESPONSE: httpd sees the backend connection close mid-response and aborts the client's.
+    this.destroy();
+  }
+
+  private endWith(list: Uint8Array[]): void | Promise<void> {
+    this.responding = false;
+    list.push(encodeEndResponse(!this.draining));
+    const p = this.sendList(list);
+    this.finished();
+    return p;
+  }
+
+  /** After END_RESPONSE: idle again once the first body packet httpd sent unasked is read. */
+  private finished(): void {
+    // A body packet on its way (the unsolicited first one, or one we asked for) must be read
+    // before the next FORWARD_REQUEST, or it would be taken for one.
+    if (this.responding || this.awaitingBody) return;
+    if (this.state !== State.Request) return;
+    this.state = State.Idle;
+    this.input?.discard();
+    if (this.draining) this.socket.end();
+  }
+
+  private sendList(list: Uint8Array[]): void | Promise<void> {
+    if (this.dead) return;
+    let ok = true;
+    this.socket.cork();
+    for (const b of list) ok = this.socket.write(b);
+    this.socket.uncork();
+    if (ok) return;
+    this.drainWait ??= new Promise((resolve) => (this.release = resolve));
+    return this.drainWait;
+  }
+
+  private wake(): void {
+    const r = this.release;
+    this.release = null;
+    this.drainWait = null;
+    r?.();
+  }
+
+  private destroy(): void {
+    this.socket.destroy();
+    this.closed();
+  }
+
+  private closed(): void {
+    if (this.dead) return;
+    this.dead = true;
+    if (this.state === State.Request) {
+      this.input?.fail(new ClientGoneError('ajp: the web server closed the connection'));
+      this.ac.abort();
+    }
+    this.wake();
+  }
+}
