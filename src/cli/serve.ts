@@ -144,7 +144,7 @@ export async function serve(appSpec: string, o: ServeOptions): Promise<void> {
     multiprocess: workers > 1,
     multithread: false,
     debug: o.debug,
-    accessLog: o.accessLog ?? p.protocol === 'http',
+    accessLog: o.accessLog ?? false,
     limits,
   });
   const ps = await PROTOCOLS[p.protocol]!.create(gw, protocolOptions(o));

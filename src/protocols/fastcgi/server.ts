@@ -161,6 +161,7 @@ class FcgiConnection implements Connection {
   private draining = false;
   private closeAfter = false; // a request without FCGI_KEEP_CONN ended, or the peer half-closed
   private dead = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
   private readonly onRecord = (rec: FcgiRecord) => this.record(rec);
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
@@ -176,7 +177,9 @@ class FcgiConnection implements Connection {
       } catch (err) {
         logProtocolError(gw, 'fastcgi', err, socket.remoteAddress);
         this.destroy();
+        return;
       }
+      this.lingerCheck();
     });
     socket.on('drain', () => this.releaseWriters());
     socket.on('close', () => this.closed());
@@ -369,10 +372,9 @@ class FcgiConnection implements Connection {
     if (req.stdinDone || req.role === Role.Authorizer) return this.forget(req);
     // Body bytes still on their way for this id are read and dropped before the connection may
     // close (Go issue 4183: closing on unread input makes the web server see a reset instead of
-    // the response). A peer that never finishes its STDIN is given a few seconds.
+    // the response). The request stays in the table until its STDIN ends; see lingerCheck.
     req.input?.discard();
     req.data?.discard();
-    setTimeout(() => this.forget(req), STDIN_LINGER_MS).unref();
   }
 
   private forget(req: FcgiRequest): void {
@@ -381,7 +383,24 @@ class FcgiConnection implements Connection {
   }
 
   private maybeClose(): void {
-    if (this.table.size === 0 && (this.closeAfter || this.draining) && !this.dead) this.socket.end();
+    if (this.table.size === 0 && (this.closeAfter || this.draining) && !this.dead && !this.socket.writableEnded) {
+      clearTimeout(this.lingerTimer);
+      this.socket.end();
+    }
+  }
+
+  /**
+   * After each chunk: if the connection only waits for the STDIN of finished requests before it
+   * closes, a peer that never sends it gets a few seconds. (Checked per chunk, not per request:
+   * the end of STDIN usually arrives in the same chunk as the request.)
+   */
+  private lingerCheck(): void {
+    if (this.lingerTimer || this.running > 0 || this.table.size === 0 || !(this.closeAfter || this.draining)) return;
+    this.lingerTimer = setTimeout(() => {
+      this.table.clear();
+      this.maybeClose();
+    }, STDIN_LINGER_MS);
+    this.lingerTimer.unref();
   }
 
   send(buf: Uint8Array): void | Promise<void> {
@@ -421,9 +440,11 @@ class FcgiConnection implements Connection {
   private closed(): void {
     if (this.dead) return;
     this.dead = true;
-    const gone = new ClientGoneError('fastcgi: the web server closed the connection');
+    clearTimeout(this.lingerTimer);
+    let gone: ClientGoneError | undefined;
     for (const req of this.table.values()) {
       if (req.ended) continue;
+      gone ??= new ClientGoneError('fastcgi: the web server closed the connection');
       req.ended = true;
       req.input?.fail(gone);
       req.data?.fail(gone);
