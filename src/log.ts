@@ -14,7 +14,7 @@ let destination: ReturnType<typeof pino.destination> | null = null;
 let root: Logger | null = null;
 
 export function createLogger(opts: LogOptions = {}): Logger {
-  destination = pino.destination({ dest: 2, sync: opts.sync ?? false, minLength: opts.sync ? 0 : 4096 });
+  destination = pino.destination({ dest: 2, sync: opts.sync ?? false, minLength: 0 });
   // EPIPE on stderr (the reader went away) must not take the server down.
   destination.on('error', () => {});
   root = pino(

@@ -147,8 +147,21 @@ export async function serve(appSpec: string, o: ServeOptions): Promise<void> {
     accessLog: o.accessLog ?? false,
     limits,
   });
-  const ps = await PROTOCOLS[p.protocol]!.create(gw, protocolOptions(o));
-  await listen(ps.server, p.bind, { socketMode });
+  let ps = await PROTOCOLS[p.protocol]!.create(gw, protocolOptions(o));
+  try {
+    await listen(ps.server, p.bind, { socketMode });
+  } catch (err) {
+    // fd 0 was a socket but not a listening one (inetd style, or a socketpair for stdin): the
+    // implicit choice falls back to the HTTP default, as the contract says.
+    const implicit = o.protocol === undefined && o.bind === undefined && p.bind.kind === 'fd';
+    if (!implicit || !(err instanceof UsageError) || !/EINVAL|ENOTSOCK|EOPNOTSUPP/.test(err.code)) throw err;
+    log.info({ reason: err.message }, 'fd 0 is not a listening socket; serving HTTP instead');
+    p.protocol = 'http';
+    p.bind = DEFAULT_HTTP_BIND;
+    gw.setProtocol('http');
+    ps = await PROTOCOLS.http!.create(gw, protocolOptions(o));
+    await listen(ps.server, p.bind, { socketMode });
+  }
   log.info({ protocol: p.protocol, bind: describeBind(p.bind), app: appSpec, worker: cluster.isWorker ? cluster.worker?.id : undefined }, `tsgi serving ${p.protocol} on ${describeBind(p.bind)}`);
 
   let stopping = false;

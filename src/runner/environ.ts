@@ -3,6 +3,7 @@
 
 import { RequestError } from '../errors.js';
 import type { Environ, ErrorStream, InputStream, Protocol } from '../types.js';
+import { RequestAbort, type AbortFlag } from './abort.js';
 import { fileWrapper } from './file-wrapper.js';
 
 /** What the server tells every environ it builds. */
@@ -23,7 +24,7 @@ export function buildEnviron(
   vars: Record<string, string>,
   input: InputStream,
   errors: ErrorStream,
-  signal: AbortSignal,
+  signal: AbortFlag,
   ctx: ServerContext,
 ): Environ {
   const env = vars as Record<string, unknown>;
@@ -45,7 +46,9 @@ export function buildEnviron(
   env['wsgi.input_terminated'] = true;
   env['wsgi.file_wrapper'] = fileWrapper;
   env['tsgi.protocol'] = ctx.protocol;
-  env['tsgi.signal'] = signal;
+  if (signal instanceof RequestAbort) {
+    Object.defineProperty(env, 'tsgi.signal', { get: () => signal.signal, enumerable: true, configurable: true });
+  } else env['tsgi.signal'] = signal;
   return env as Environ;
 }
 

@@ -3,6 +3,7 @@
 
 import type { Logger } from '../log.js';
 import type { App, ErrorStream, Protocol } from '../types.js';
+import type { AbortFlag } from './abort.js';
 import { buildEnviron } from './environ.js';
 import { LogErrorStream } from './errors-stream.js';
 import type { BodyQueue } from './input.js';
@@ -55,7 +56,7 @@ export class Gateway {
   readonly limits: Limits;
   readonly debug: boolean;
   readonly accessLog: boolean;
-  private readonly ctx;
+  private readonly ctx: { protocol: Protocol; multiprocess: boolean; multithread: boolean; runOnce: boolean };
   /** Requests under way, across all connections. */
   active = 0;
   private idleWaiters: Array<() => void> = [];
@@ -83,7 +84,7 @@ export class Gateway {
     vars: Record<string, string>,
     input: BodyQueue,
     sink: ResponseSink,
-    signal: AbortSignal,
+    signal: AbortFlag,
     errors?: ErrorStream,
     app: App = this.app,
   ): Promise<RunResult> {
@@ -107,6 +108,11 @@ export class Gateway {
         for (const w of ws) w();
       }
     }
+  }
+
+  /** The protocol named in environ['tsgi.protocol'] (set before serving starts). */
+  setProtocol(protocol: Protocol): void {
+    this.ctx.protocol = protocol;
   }
 
   /** Resolves once no request is under way. */

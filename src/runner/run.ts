@@ -5,6 +5,7 @@
 import { AppError, ClientGoneError, RequestError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { App, Body, Chunk, Environ, HeaderList, StartResponse, WriteCallable } from '../types.js';
+import { signalOf, type AbortFlag } from './abort.js';
 import type { ResponseSink } from './sink.js';
 import { bodyless, checkHeaders, checkStatus, statusCode } from './start-response.js';
 
@@ -13,7 +14,7 @@ export interface RunOptions {
   environ: Environ;
   sink: ResponseSink;
   /** Aborted by the adapter when the client or the web server goes away. */
-  signal: AbortSignal;
+  signal: AbortFlag;
   log: Logger;
   /** Error responses carry the stack (never in production). */
   debug?: boolean;
@@ -132,7 +133,7 @@ class Run {
 
   private async iterateAsync(body: AsyncIterable<Chunk>): Promise<void> {
     const it = body[Symbol.asyncIterator]();
-    const aborted = abortPromise(this.o.signal);
+    const aborted = abortPromise(signalOf(this.o.signal));
     let done = false;
     try {
       for (;;) {

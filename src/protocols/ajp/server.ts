@@ -8,6 +8,7 @@ import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
 import { cgiHeaderName, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
+import { RequestAbort } from '../../runner/abort.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import { statusCode } from '../../runner/start-response.js';
@@ -75,7 +76,7 @@ class AjpConnection implements Connection, ResponseSink {
   private readonly decoder: PacketDecoder;
   private state: number = State.Idle;
   private input: BodyQueue | null = null;
-  private ac = new AbortController();
+  private ac = new RequestAbort();
   /** A body packet is on its way (the unsolicited first one, or one we asked for). */
   private awaitingBody = false;
   private bodyEnded = false;
@@ -161,7 +162,7 @@ class AjpConnection implements Connection, ResponseSink {
     this.state = State.Request;
     this.responding = true;
     this.bodyEnded = false;
-    this.ac = new AbortController();
+    this.ac = new RequestAbort();
     let refuse: RequestError | null = null;
     const vars = this.environ(req);
     if (this.cfg.secret && !secretMatches(this.cfg.secret, req.attributes.secret)) {
@@ -198,7 +199,7 @@ class AjpConnection implements Connection, ResponseSink {
     });
     if (length === 0 || refuse) this.bodyEnded = !this.awaitingBody;
     const app: App | undefined = refuse ? refusingApp(refuse) : undefined;
-    void this.gw.handle(vars, this.input, this, this.ac.signal, undefined, app);
+    void this.gw.handle(vars, this.input, this, this.ac, undefined, app);
     // A chunked body starts with our request for it.
     if (chunked && !refuse) this.askForBody();
   }

@@ -8,6 +8,7 @@ import { parseContentLength } from '../../runner/environ.js';
 import { LogErrorStream } from '../../runner/errors-stream.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
+import { RequestAbort } from '../../runner/abort.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
@@ -66,7 +67,7 @@ class FcgiRequest implements ResponseSink {
   data: BodyQueue | null = null;
   stdinDone = false;
   ended = false; // END_REQUEST sent
-  readonly ac = new AbortController();
+  readonly ac = new RequestAbort();
   readonly id: number;
   readonly role: number;
   readonly keepConn: boolean;
@@ -306,7 +307,7 @@ class FcgiConnection implements Connection {
     const errors = new LogErrorStream(this.gw.log, this.stderrToWebServer ? req.stderr : undefined);
     if (refuse) this.gw.log.warn({ code: refuse.code }, `fastcgi: ${refuse.message}`);
     const app = refuse ? refusingApp(refuse) : undefined;
-    void this.gw.handle(vars, req.input, req, req.ac.signal, errors, app).then(() => errors.flush());
+    void this.gw.handle(vars, req.input, req, req.ac, errors, app).then(() => errors.flush());
   }
 
   private stdin(req: FcgiRequest, content: Uint8Array): void {

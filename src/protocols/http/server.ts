@@ -7,8 +7,10 @@ import type { Socket } from 'node:net';
 import { ClientGoneError, RequestError } from '../../errors.js';
 import { cgiHeaderName, parseContentLength, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
+import { RequestAbort } from '../../runner/abort.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
+import { REASONS } from '../../runner/run.js';
 import { statusCode } from '../../runner/start-response.js';
 import type { HeaderList } from '../../types.js';
 
@@ -35,7 +37,7 @@ export function createHttpServer(gw: Gateway): http.Server {
 }
 
 function handleRequest(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse): void {
-  const ac = new AbortController();
+  const ac = new RequestAbort();
   let vars: Record<string, string>;
   let length: number | undefined;
   try {
@@ -47,7 +49,8 @@ function handleRequest(gw: Gateway, req: http.IncomingMessage, res: http.ServerR
   } catch (err) {
     const e = err as RequestError;
     gw.log.warn({ code: e.code }, `http: ${e.message}`);
-    res.writeHead(e.status ?? 400, { 'Content-Type': 'text/plain', Connection: 'close' });
+    const status = e.status ?? 400;
+    res.writeHead(status, REASONS[status], { 'Content-Type': 'text/plain', Connection: 'close' });
     res.end(`${e.message}\n`);
     return;
   }
@@ -73,7 +76,7 @@ function handleRequest(gw: Gateway, req: http.IncomingMessage, res: http.ServerR
       sink.closed();
     }
   });
-  void gw.handle(vars, input, sink, ac.signal);
+  void gw.handle(vars, input, sink, ac);
 }
 
 /** CGI variables for a node:http request (RFC 3875 §4.1), latin-1 as node decodes headers. */
@@ -138,6 +141,9 @@ class HttpSink implements ResponseSink {
   start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
     const flat: string[] = [];
     for (const [n, v] of headers) flat.push(n, v);
+    // Shutting down: this response is the connection's last, and says so.
+    const server = (this.res.socket as { server?: { listening: boolean } } | null)?.server;
+    if (server && !server.listening) this.res.shouldKeepAlive = false;
     this.res.writeHead(statusCode(status), status.slice(4), flat);
     if (last) {
       this.res.end(chunk ?? undefined);

@@ -7,6 +7,7 @@ import { ClientGoneError, RequestError } from '../../errors.js';
 import { encodeCgiHead } from '../../runner/cgi-head.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
+import { RequestAbort } from '../../runner/abort.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
@@ -21,7 +22,7 @@ export function createScgiServer(gw: Gateway): ProtocolServer {
 class ScgiConnection implements Connection, ResponseSink {
   private decoder: RequestHeadDecoder | null;
   private input: BodyQueue | null = null;
-  private readonly ac = new AbortController();
+  private readonly ac = new RequestAbort();
   private running = false;
   private finished = false;
   private drainWait: Promise<void> | null = null;
@@ -97,7 +98,7 @@ class ScgiConnection implements Connection, ResponseSink {
 
   private run(vars: Record<string, string>, app?: Parameters<Gateway['handle']>[5]): void {
     this.running = true;
-    void this.gw.handle(vars, this.input!, this, this.ac.signal, undefined, app).then(() => {
+    void this.gw.handle(vars, this.input!, this, this.ac, undefined, app).then(() => {
       this.running = false;
     });
   }
