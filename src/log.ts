@@ -1,6 +1,7 @@
 // Logging: pino, JSON lines on standard error. Standard output stays free for CGI responses.
 
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
+import type { Logger } from './log-line.js';
 
 export type { Logger };
 
@@ -11,9 +12,13 @@ export interface LogOptions {
 }
 
 let destination: ReturnType<typeof pino.destination> | null = null;
-let root: Logger | null = null;
+let root: pino.Logger | null = null;
 
 export function createLogger(opts: LogOptions = {}): Logger {
+  return createPinoLogger(opts);
+}
+
+function createPinoLogger(opts: LogOptions): pino.Logger {
   destination = pino.destination({ dest: 2, sync: opts.sync ?? false, minLength: 0 });
   // EPIPE on stderr (the reader went away) must not take the server down.
   destination.on('error', () => {});

@@ -1,6 +1,6 @@
 // wsgi.errors: a text stream for the app, one log record per line, into the server's log.
 
-import type { Logger } from '../log.js';
+import type { Logger } from '../log-line.js';
 import type { ErrorStream } from '../types.js';
 
 export class LogErrorStream implements ErrorStream {

@@ -1,7 +1,7 @@
 // What every protocol server shares: the app, the log, the limits, and one call that turns
 // CGI variables + a body queue + a sink into a finished request.
 
-import type { Logger } from '../log.js';
+import type { Logger } from '../log-line.js';
 import type { App, ErrorStream, Protocol } from '../types.js';
 import type { AbortFlag } from './abort.js';
 import { buildEnviron } from './environ.js';

@@ -3,7 +3,7 @@
 // aborts on error, and calls close() exactly once, after the response is finished on the wire.
 
 import { AppError, ClientGoneError, RequestError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log-line.js';
 import type { App, Body, Chunk, Environ, HeaderList, StartResponse, WriteCallable } from '../types.js';
 import { signalOf, type AbortFlag } from './abort.js';
 import type { ResponseSink } from './sink.js';

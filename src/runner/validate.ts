@@ -3,7 +3,7 @@
 // with "lint:" and names the rule; doubtful but legal use is logged as a warning.
 
 import { AppError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log-line.js';
 import type { App, Body, Chunk, Environ, ErrorStream, InputStream, StartResponse } from '../types.js';
 
 const fail = (msg: string): never => {

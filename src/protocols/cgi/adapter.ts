@@ -3,7 +3,7 @@
 
 import fs from 'node:fs';
 import { ClientGoneError } from '../../errors.js';
-import { createLogger, flushLogs } from '../../log.js';
+import { createLineLogger } from '../../log-line.js';
 import { encodeCgiHead } from '../../runner/cgi-head.js';
 import { parseContentLength } from '../../runner/environ.js';
 import { Gateway, refusingApp } from '../../runner/gateway.js';
@@ -21,7 +21,7 @@ export interface CgiOptions {
 
 /** Handles the one request of this process with `app`, then exits. */
 export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
-  const log = createLogger({ level: opts.logLevel, sync: true });
+  const log = createLineLogger({ level: opts.logLevel });
   const gw = new Gateway({ app, log, protocol: 'cgi', multiprocess: true, multithread: false, runOnce: true, debug: opts.debug });
   const vars = readEnvironment();
   const nph = opts.nph ?? /(^|\/)nph-[^/]*$/.test(vars.SCRIPT_NAME ?? vars.SCRIPT_FILENAME ?? '');
@@ -41,8 +41,7 @@ export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
   await gw.handle(vars, input, sink, ac.signal, undefined, refuse ? refusingApp(refuse) : undefined);
   await sink.flushed();
   stdin.destroy();
-  flushLogs();
-  process.exit(0);
+  process.exit(process.exitCode ?? 0);
 }
 
 /** The environment as byte strings: /proc/self/environ keeps bytes that are not UTF-8 exact. */
