@@ -76,7 +76,7 @@ function pathFromRequestUri(uri: string | undefined, scriptName: string): string
   if (!uri) return '';
   const q = uri.indexOf('?');
   let path = percentDecode(q >= 0 ? uri.slice(0, q) : uri);
-  if (scriptName && path.startsWith(scriptName)) path = path.slice(scriptName.length);
+  if (scriptName && (path === scriptName || path.startsWith(scriptName + '/'))) path = path.slice(scriptName.length);
   return path;
 }
 

@@ -16,7 +16,15 @@ export function fileWrapper(file: FileLike, blockSize = 64 * 1024): Body {
           yield block;
         }
       }
-      if (typeof file === 'string') handle = await open(file, 'r');
+      if (typeof file === 'string') {
+        const h = await open(file, 'r');
+        if (closed) {
+          // close() came while the file was being opened
+          await h.close();
+          return;
+        }
+        handle = h;
+      }
       for (;;) {
         if (closed) return;
         const buf = Buffer.allocUnsafe(blockSize);

@@ -116,13 +116,14 @@ export class BodyQueue implements InputStream {
 
   async read(size?: number): Promise<Uint8Array> {
     if (size === undefined || size === null || size < 0) return this.readAll();
+    size = Math.floor(size);
     if (size === 0) return EMPTY;
     while (this.size < size && !this.done) await this.wait();
     return this.take(Math.min(size, this.size));
   }
 
   async readline(size?: number): Promise<Uint8Array> {
-    const max = size === undefined || size === null || size < 0 ? Infinity : size;
+    const max = size === undefined || size === null || size < 0 ? Infinity : Math.floor(size);
     if (max === 0) return EMPTY;
     let scanned = 0; // bytes already searched for a newline
     for (;;) {

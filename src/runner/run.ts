@@ -7,7 +7,7 @@ import type { Logger } from '../log-line.js';
 import type { App, Body, Chunk, Environ, HeaderList, StartResponse, WriteCallable } from '../types.js';
 import { signalOf, type AbortFlag } from './abort.js';
 import type { ResponseSink } from './sink.js';
-import { bodyless, checkHeaders, checkStatus, statusCode } from './start-response.js';
+import { bodyless, checkHeaders, checkStatus, copyHeaders, statusCode } from './start-response.js';
 
 export interface RunOptions {
   app: App;
@@ -68,9 +68,11 @@ class Run {
       throw new AppError('startResponse() called a second time without excInfo (headers already set)');
     }
     checkStatus(status);
+    // A copy, checked: what the app does to its array afterwards cannot reach the wire.
     this.declaredLength = checkHeaders(headers);
+    const copy = copyHeaders(headers);
     this.status = status;
-    this.headers = headers;
+    this.headers = copy;
     return this.write;
   };
 
@@ -102,7 +104,7 @@ class Run {
       if (this.status === undefined) throw new AppError('the app returned without calling startResponse()');
       await this.finish();
     } catch (err) {
-      outcome = this.fail(err);
+      outcome = await this.fail(err);
     } finally {
       this.ended = true;
       await this.close();
@@ -114,20 +116,44 @@ class Run {
   }
 
   private async iterateSync(body: Iterable<Chunk>): Promise<void> {
+    if (Array.isArray(body)) {
+      // An array runs no app code as it is read, so knowing which chunk is the last costs
+      // nothing, and lets the sink put a whole small response in one write.
+      for (let i = 0; i < body.length; i++) {
+        const p = this.send(this.checkChunk(body[i] as Chunk), i === body.length - 1);
+        if (p) await this.settle(p);
+        if (this.finished || this.o.signal.aborted) return;
+      }
+      return;
+    }
+    // A generator's next step runs only after the chunk it yielded is on its way (PEP 3333:
+    // no block is held back), so an error or an excInfo after a yield meets headers as sent.
     const it = body[Symbol.iterator]();
-    let r = it.next();
+    let done = false;
     try {
-      while (!r.done) {
-        const chunk = this.checkChunk(r.value);
-        // Read one ahead: a sync iterator costs nothing to advance, and knowing the chunk is the
-        // last lets the sink put the whole response in one write.
-        r = it.next();
-        const p = this.send(chunk, r.done === true);
-        if (p) await p;
+      for (;;) {
+        const r = it.next();
+        if (r.done) {
+          done = true;
+          return;
+        }
+        const p = this.send(this.checkChunk(r.value), false);
+        if (p) await this.settle(p);
         if (this.finished || this.o.signal.aborted) return;
       }
     } finally {
-      if (!r.done) it.return?.();
+      if (!done) it.return?.();
+    }
+  }
+
+  /** Waits for the sink's backpressure, or for the client to go away, whichever comes first. */
+  private async settle(p: Promise<void>): Promise<void> {
+    if (this.o.signal.aborted) return;
+    const aborted = abortPromise(signalOf(this.o.signal));
+    try {
+      await Promise.race([p, aborted.promise]);
+    } finally {
+      aborted.dispose();
     }
   }
 
@@ -143,7 +169,7 @@ class Run {
           return;
         }
         const p = this.send(this.checkChunk(r.value), false);
-        if (p) await p;
+        if (p) await this.settle(p);
         if (this.finished || this.o.signal.aborted) return;
       }
     } finally {
@@ -163,6 +189,8 @@ class Run {
     if (chunk.length === 0 || this.finished) return;
     let data = chunk;
     const cl = this.declaredLength;
+    // `last` tells the sink the response is whole: never so while Content-Length is not met.
+    if (last && cl !== undefined && this.bytes + data.length < cl) last = false;
     if (cl !== undefined) {
       const room = cl - this.bytes;
       if (data.length >= room) {
@@ -192,27 +220,25 @@ class Run {
 
   /** The body is exhausted: send what is still pending and end the response on the wire. */
   private async finish(): Promise<void> {
+    const code = statusCode(this.status!);
+    const cl = this.declaredLength;
+    const short = cl !== undefined && this.bytes < cl && !this.isHead && !bodyless(code);
     if (!this.headersSent) {
       this.headersSent = true;
-      const code = statusCode(this.status!);
       let headers = this.headers!;
-      if (this.declaredLength === undefined && !this.isHead && !bodyless(code)) {
-        headers = headers.concat([['Content-Length', '0']]);
-      }
-      const p = this.o.sink.start(this.status!, headers, null, true);
-      if (p) await p;
+      if (cl === undefined && !this.isHead && !bodyless(code)) headers = headers.concat([['Content-Length', '0']]);
+      const p = this.o.sink.start(this.status!, headers, null, !short);
+      if (p) await this.settle(p);
     }
-    const cl = this.declaredLength;
-    if (cl !== undefined && this.bytes < cl && !this.isHead && !bodyless(statusCode(this.status!))) {
-      throw new AppError(`the app sent ${this.bytes} bytes of the ${cl} its Content-Length declared`);
-    }
+    if (short) throw new AppError(`the app sent ${this.bytes} bytes of the ${cl} its Content-Length declared`);
+    if (this.o.signal.aborted) throw new ClientGoneError();
     const p = this.o.sink.end();
     this.ended = true;
-    if (p) await p;
+    if (p) await this.settle(p);
   }
 
   /** Answers or aborts after an error; returns the outcome for the access log. */
-  private fail(err: unknown): Outcome {
+  private async fail(err: unknown): Promise<Outcome> {
     const { o } = this;
     const error = err instanceof Error ? err : new Error(String(err));
     if (o.signal.aborted || error instanceof ClientGoneError) {
@@ -248,8 +274,10 @@ class Run {
         ['Content-Length', String(bytes.length)],
       ];
       const p1 = o.sink.start(status, headers, this.isHead ? null : bytes, true);
-      const p2 = p1 ? p1.then(() => o.sink.end()) : o.sink.end();
-      if (p2) p2.then(undefined, (e: unknown) => o.sink.abort(e instanceof Error ? e : new Error(String(e))));
+      if (p1) await this.settle(p1);
+      if (o.signal.aborted) return 'error';
+      const p2 = o.sink.end();
+      if (p2) await this.settle(p2);
     } catch (e) {
       o.sink.abort(e instanceof Error ? e : new Error(String(e)));
     }

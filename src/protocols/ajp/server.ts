@@ -46,6 +46,21 @@ const KNOWN_ATTRIBUTES: Record<string, string> = {
   [ReqAttributeName.SslProtocol]: 'SSL_PROTOCOL',
 };
 
+/**
+ * Attributes a web server sends on its own, with no CGI name: let through to
+ * environ['tsgi.ajp_attributes'] without the allow-list, as Tomcat's AjpProcessor does. mod_jk
+ * sends JK_LB_ACTIVATION (ACT, DIS or STP) on every request, load balancer or not.
+ */
+const PASSED_ATTRIBUTES = new Set(['JK_LB_ACTIVATION']);
+
+/**
+ * SEND_BODY_CHUNK of no data: httpd's mod_proxy_ajp and mod_jk read it as "flush now". Neither
+ * passes body packets on to the client before the response ends unless told (mod_proxy_ajp's
+ * flushpackets, mod_jk's +FlushPackets), which would hold back a streamed response (PEP 3333:
+ * no block may be delayed); this packet goes out whenever the app pauses between chunks.
+ */
+const FLUSH = Buffer.from([0x41, 0x42, 0x00, 0x04, PrefixCode.SendBodyChunk, 0x00, 0x00, 0x00]);
+
 export function createAjpServer(gw: Gateway, opts: AjpOptions = {}): ProtocolServer {
   const packetSize = opts.packetSize ?? DEFAULT_PACKET_SIZE;
   if (!Number.isInteger(packetSize) || packetSize < 1024 || packetSize > MAX_PACKET_SIZE) {
@@ -80,6 +95,14 @@ class AjpConnection implements Connection, ResponseSink {
   /** A body packet is on its way (the unsolicited first one, or one we asked for). */
   private awaitingBody = false;
   private bodyEnded = false;
+  /** Request body bytes received (the limit applies to chunked bodies as they come). */
+  private bodyReceived = 0;
+  /** A FLUSH packet is due once the app pauses (setImmediate after a body write). */
+  private flushTimer: NodeJS.Immediate | null = null;
+  private readonly flush = () => {
+    this.flushTimer = null;
+    if (this.responding && !this.dead) this.socket.write(FLUSH);
+  };
   private responding = false; // the runner has the request
   private draining = false;
   private dead = false;
@@ -142,7 +165,14 @@ class AjpConnection implements Connection, ResponseSink {
     this.awaitingBody = false;
     const data = decodeBodyChunk(payload);
     const q = this.input!;
-    if (data.length === 0) {
+    this.bodyReceived += data.length;
+    if (this.bodyReceived > this.gw.limits.maxBodyBytes && !q.complete) {
+      // A chunked body has no length to check up front: it is refused once it passes the limit.
+      const err = new RequestError('TSGI_BODY_TOO_LARGE', `ajp: request body is over the limit of ${this.gw.limits.maxBodyBytes} bytes`, 413);
+      this.gw.log.warn({ code: err.code }, err.message);
+      q.fail(err);
+      this.bodyEnded = true;
+    } else if (data.length === 0) {
       this.bodyEnded = true;
       q.end();
     } else if (q.push(data) && !q.complete) this.askForBody();
@@ -162,6 +192,7 @@ class AjpConnection implements Connection, ResponseSink {
     this.state = State.Request;
     this.responding = true;
     this.bodyEnded = false;
+    this.bodyReceived = 0;
     this.ac = new RequestAbort();
     let refuse: RequestError | null = null;
     const vars = this.environ(req);
@@ -172,7 +203,7 @@ class AjpConnection implements Connection, ResponseSink {
     for (const [name, value] of req.requestAttributes) {
       const known = KNOWN_ATTRIBUTES[name];
       if (known) vars[known] = value;
-      else if (this.cfg.allowed?.test(name)) extra[name] = value;
+      else if (PASSED_ATTRIBUTES.has(name) || this.cfg.allowed?.test(name)) extra[name] = value;
       else refuse ??= new RequestError('TSGI_AJP_BAD_ATTRIBUTE', `ajp: request attribute '${name}' is not allowed`, 403);
     }
     // Transfer-Encoding wins over Content-Length (CVE-2022-26377): the body is then chunked,
@@ -243,13 +274,20 @@ class AjpConnection implements Connection, ResponseSink {
     const list: Uint8Array[] = [encodeSendHeaders(statusCode(status), status.slice(4) || String(statusCode(status)), headers, this.cfg.packetSize)];
     if (chunk) encodeSendBodyChunk(chunk, this.cfg.packetSize, list);
     if (last) return this.endWith(list);
-    return this.sendList(list);
+    return this.sendBody(list);
   }
 
   write(chunk: Uint8Array): void | Promise<void> {
     const list: Uint8Array[] = [];
     encodeSendBodyChunk(chunk, this.cfg.packetSize, list);
-    return this.sendList(list);
+    return this.sendBody(list);
+  }
+
+  /** Body packets, then a FLUSH once the app pauses (not while the socket is backed up: see wake). */
+  private sendBody(list: Uint8Array[]): void | Promise<void> {
+    const p = this.sendList(list);
+    if (!p) this.flushTimer ??= setImmediate(this.flush);
+    return p;
   }
 
   end(): void | Promise<void> {
@@ -264,6 +302,7 @@ class AjpConnection implements Connection, ResponseSink {
 
   private endWith(list: Uint8Array[]): void | Promise<void> {
     this.responding = false;
+    this.cancelFlush();
     list.push(encodeEndResponse(!this.draining));
     const p = this.sendList(list);
     this.finished();
@@ -296,7 +335,14 @@ class AjpConnection implements Connection, ResponseSink {
     const r = this.release;
     this.release = null;
     this.drainWait = null;
+    if (r && this.responding && !this.dead) this.flushTimer ??= setImmediate(this.flush);
     r?.();
+  }
+
+  private cancelFlush(): void {
+    if (this.flushTimer === null) return;
+    clearImmediate(this.flushTimer);
+    this.flushTimer = null;
   }
 
   private destroy(): void {
@@ -307,9 +353,12 @@ class AjpConnection implements Connection, ResponseSink {
   private closed(): void {
     if (this.dead) return;
     this.dead = true;
+    this.cancelFlush();
     if (this.state === State.Request) {
       this.input?.fail(new ClientGoneError('ajp: the web server closed the connection'));
-      this.ac.abort();
+      // After END_RESPONSE (still waiting for the unasked first body packet) the response is
+      // complete: a hang-up now is no abort of it.
+      if (this.responding) this.ac.abort();
     }
     this.wake();
   }

@@ -2,10 +2,12 @@
 // the environment, the body from standard input, the response goes to standard output.
 
 import fs from 'node:fs';
-import { ClientGoneError } from '../../errors.js';
+import { Console } from 'node:console';
 import { createLineLogger } from '../../log-line.js';
+import { RequestAbort } from '../../runner/abort.js';
 import { encodeCgiHead } from '../../runner/cgi-head.js';
 import { parseContentLength } from '../../runner/environ.js';
+import { LogErrorStream } from '../../runner/errors-stream.js';
 import { Gateway, refusingApp } from '../../runner/gateway.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
@@ -19,14 +21,26 @@ export interface CgiOptions {
   logLevel?: string;
 }
 
+/** After SIGTERM the app has this long to stop (Apache sends SIGKILL 3 s after SIGTERM). */
+const TERM_GRACE_MS = 2_500;
+
 /** Handles the one request of this process with `app`, then exits. */
 export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
+  keepStdoutForTheResponse();
   const log = createLineLogger({ level: opts.logLevel });
   const gw = new Gateway({ app, log, protocol: 'cgi', multiprocess: true, multithread: false, runOnce: true, debug: opts.debug });
   const vars = readEnvironment();
-  const nph = opts.nph ?? /(^|\/)nph-[^/]*$/.test(vars.SCRIPT_NAME ?? vars.SCRIPT_FILENAME ?? '');
-  const ac = new AbortController();
-  const sink = new StdoutSink(nph, vars.SERVER_PROTOCOL, () => ac.abort());
+  const script = vars.SCRIPT_NAME || vars.SCRIPT_FILENAME || '';
+  const nph = opts.nph ?? /(^|\/)nph-[^/]*$/.test(script);
+  const abort = new RequestAbort();
+  const sink = new StdoutSink(nph, vars.SERVER_PROTOCOL, () => abort.abort());
+  // The web server signals a script it gives up on (lighttpd on a client hang-up, Apache on
+  // timeout; Apache sends SIGKILL 3 s later): the request is aborted, close() still runs once.
+  const onSignal = (): void => {
+    abort.abort();
+    setTimeout(() => process.exit(process.exitCode ?? 1), TERM_GRACE_MS).unref();
+  };
+  for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, onSignal);
   let length: number | undefined;
   let refuse: Error | undefined;
   try {
@@ -34,14 +48,32 @@ export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
   } catch (err) {
     refuse = err as Error;
   }
-  // RFC 3875 4.2: with no CONTENT_LENGTH there is no body (a server that streams a chunked
-  // upload sets it or closes stdin; read to its end then).
-  const input = new BodyQueue({ length: refuse ? 0 : length, highWaterMark: gw.limits.bodyHighWaterMark, onDemand: () => stdin.resume() });
-  const stdin = readStdin(input, length);
-  await gw.handle(vars, input, sink, ac.signal, undefined, refuse ? refusingApp(refuse) : undefined);
+  // RFC 3875 4.2: "A request-body is supplied with the request if the CONTENT_LENGTH is not
+  // NULL", and the script "MUST NOT attempt to read more than CONTENT_LENGTH bytes". Without it
+  // there is no body, except a chunked upload (HTTP_TRANSFER_ENCODING) that Apache mod_cgi
+  // streams to stdin with no CONTENT_LENGTH: that one is read to end of file.
+  if (refuse) length = 0;
+  else if (length === undefined && !vars.HTTP_TRANSFER_ENCODING) length = 0;
+  const stdin = new StdinReader();
+  const input = new BodyQueue({ length, highWaterMark: gw.limits.bodyHighWaterMark, onDemand: () => stdin.resume() });
+  stdin.start(input, length);
+  const errors = new LogErrorStream(log);
+  await gw.handle(vars, input, sink, abort, errors, refuse ? refusingApp(refuse) : undefined);
+  errors.flush();
+  stdin.stop();
   await sink.flushed();
-  stdin.destroy();
   process.exit(process.exitCode ?? 0);
+}
+
+/**
+ * Standard output carries the response and nothing else: console.log and friends from the app
+ * go to standard error, where the web server logs them, instead of corrupting the response.
+ */
+export function keepStdoutForTheResponse(): void {
+  const toStderr = new Console({ stdout: process.stderr, stderr: process.stderr });
+  for (const m of ['log', 'info', 'debug', 'dir', 'dirxml', 'table', 'group', 'groupCollapsed', 'groupEnd', 'count', 'countReset', 'time', 'timeEnd', 'timeLog'] as const) {
+    (console as unknown as Record<string, unknown>)[m] = (toStderr[m] as (...a: unknown[]) => void).bind(toStderr);
+  }
 }
 
 /** The environment as byte strings: /proc/self/environ keeps bytes that are not UTF-8 exact. */
@@ -68,19 +100,53 @@ function readEnvironment(): Record<string, string> {
   return vars;
 }
 
-function readStdin(input: BodyQueue, length: number | undefined): fs.ReadStream {
-  const stream = fs.createReadStream('', { fd: 0, autoClose: false, highWaterMark: 64 * 1024 });
-  if (length === 0) {
-    stream.pause();
-    return stream;
+/**
+ * Standard input into the body queue, never asking the kernel for more than the bytes the body
+ * still lacks (a stream reading ahead would take bytes past CONTENT_LENGTH off the pipe).
+ */
+class StdinReader {
+  private input: BodyQueue | undefined;
+  private reading = false;
+  private paused = false;
+  private stopped = false;
+  private readonly buf = Buffer.allocUnsafe(64 * 1024);
+
+  start(input: BodyQueue, length: number | undefined): void {
+    this.input = input;
+    if (length === 0) return;
+    this.next();
   }
-  stream.on('data', (chunk) => {
-    if (!input.push(chunk as Buffer)) stream.pause();
-    if (input.remaining === 0) stream.pause();
-  });
-  stream.on('end', () => input.end());
-  stream.on('error', (err) => input.fail(err));
-  return stream;
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.next();
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private next(): void {
+    const input = this.input!;
+    if (this.reading || this.paused || this.stopped || input.complete) return;
+    const want = Math.min(this.buf.length, input.remaining);
+    if (want <= 0) return;
+    this.reading = true;
+    fs.read(0, this.buf, 0, want, null, (err, n) => {
+      this.reading = false;
+      if (this.stopped) return;
+      if (err) {
+        // A non-blocking stdin (a parent set O_NONBLOCK on a shared pipe): try again shortly.
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return void setTimeout(() => this.next(), 5);
+        return input.fail(err);
+      }
+      if (n === 0) return input.end();
+      // Copy: the buffer is reused for the next read while the app may still hold this chunk.
+      if (!input.push(Buffer.from(this.buf.subarray(0, n)))) this.paused = true;
+      this.next();
+    });
+  }
 }
 
 class StdoutSink implements ResponseSink {
@@ -95,6 +161,8 @@ class StdoutSink implements ResponseSink {
     this.nph = nph;
     this.protocol = protocol && /^HTTP\/[0-9.]+$/.test(protocol) ? protocol : 'HTTP/1.0';
     this.onBroken = onBroken;
+    // EPIPE when the web server closed our stdout (the client went away): the request is
+    // aborted, not failed; nothing reaches uncaughtException.
     process.stdout.on('error', () => this.brokenPipe());
   }
 
@@ -121,7 +189,15 @@ class StdoutSink implements ResponseSink {
     this.pending++;
     const ok = process.stdout.write(chunk, () => this.done());
     if (ok) return;
-    return new Promise((resolve) => process.stdout.once('drain', resolve));
+    // Resolved on drain, or when the pipe breaks (no drain ever comes then).
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        process.stdout.off('drain', wake);
+        resolve();
+      };
+      process.stdout.once('drain', wake);
+      this.waiters.push(wake);
+    });
   }
 
   end(): void {}
@@ -132,6 +208,7 @@ class StdoutSink implements ResponseSink {
     process.exitCode = 1;
   }
 
+  /** Resolves once everything written reached the pipe (or the pipe broke). */
   flushed(): Promise<void> {
     if (this.pending === 0 || this.broken) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
@@ -146,7 +223,6 @@ class StdoutSink implements ResponseSink {
     this.broken = true;
     this.onBroken();
     for (const w of this.waiters.splice(0)) w();
-    void new ClientGoneError();
   }
 }
 
@@ -159,5 +235,6 @@ function isLocalRedirect(status: string, headers: HeaderList, chunk: Uint8Array 
     if (l === 'location') location = v;
     else if (l !== 'content-length') return false;
   }
-  return location !== undefined && location.startsWith('/');
+  // `//host/path` is a network-path reference, not a local path.
+  return location !== undefined && location.startsWith('/') && !location.startsWith('//');
 }

@@ -130,6 +130,10 @@ export class RequestHeadDecoder {
 
 // Spec 3: headers ::= (name NUL value NUL)*, name non-empty, no repeats, CONTENT_LENGTH first
 // with a non-empty run of ASCII digits, and SCGI equal to "1" somewhere.
+// One repeat is tolerated: nginx before 1.23 sends one HTTP_* pair per request header line, so
+// two "X-Forwarded-For:" lines arrive as HTTP_X_FORWARDED_FOR twice. Those are joined as
+// RFC 3875 4.1.18 asks ("; " for Cookie, RFC 6265 5.4), which is what nginx 1.23 does itself.
+// Any other repeat (CONTENT_LENGTH twice, SCGI twice) stays an error.
 function decodeHeaders(payload: Uint8Array): { headers: Record<string, string>; contentLength: number } {
   const length = payload.length;
   if (length > 0 && payload[length - 1] !== 0) throw badHeaders('last header is not terminated by NUL');
@@ -146,8 +150,11 @@ function decodeHeaders(payload: Uint8Array): { headers: Record<string, string>; 
       name = bytes.toString('latin1', start, nul);
       firstName ??= name;
     } else {
-      if (headers[name] !== undefined) throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
-      headers[name] = bytes.toString('latin1', start, nul);
+      const text = bytes.toString('latin1', start, nul);
+      const earlier = headers[name];
+      if (earlier === undefined) headers[name] = text;
+      else if (name.startsWith('HTTP_')) headers[name] = earlier + (name === 'HTTP_COOKIE' ? '; ' : ', ') + text;
+      else throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
       name = undefined;
     }
     start = nul + 1;

@@ -8,6 +8,7 @@ import { encodeCgiHead } from '../../runner/cgi-head.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
+import { percentDecode } from '../../runner/environ.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
@@ -75,6 +76,7 @@ class ScgiConnection implements Connection, ResponseSink {
     this.decoder = null;
     clearTimeout(this.headTimer);
     const vars: Record<string, string> = { ...head.headers };
+    mountFromApacheProxy(vars);
     if (head.contentLength > this.gw.limits.maxBodyBytes) {
       return this.refuse(
         new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${head.contentLength} bytes is over the limit of ${this.gw.limits.maxBodyBytes}`, 413),
@@ -90,8 +92,8 @@ class ScgiConnection implements Connection, ResponseSink {
     this.run(vars);
   }
 
+  // The runner answers err's status and logs it (once, at warn).
   private refuse(err: RequestError, vars: Record<string, string>): void {
-    this.gw.log.warn({ code: err.code }, err.message);
     this.input = new BodyQueue({ length: 0 });
     this.run(vars, refusingApp(err));
   }
@@ -119,7 +121,13 @@ class ScgiConnection implements Connection, ResponseSink {
   }
 
   write(chunk: Uint8Array): void | Promise<void> {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed) {
+      // Destroyed (a reset, EPIPE) but its 'close' not yet emitted: that waits for the handle to
+      // close, a later turn of the event loop. Say so now, or a sync body would be pulled to its
+      // end without yielding, and an endless one forever.
+      this.closed();
+      return;
+    }
     if (this.socket.write(chunk)) return;
     this.drainWait ??= new Promise((resolve) => (this.release = resolve));
     return this.drainWait;
@@ -155,4 +163,33 @@ class ScgiConnection implements Connection, ResponseSink {
     }
     this.wake();
   }
+}
+
+// Apache mod_proxy_scgi ("ProxyPass /app/ scgi://127.0.0.1:4000/") sends SCRIPT_NAME as the whole
+// decoded path and no PATH_INFO, leaving the backend to find its mount point (httpd manual,
+// mod_proxy_scgi, "proxy-scgi-pathinfo"); with proxy-scgi-pathinfo set, its PATH_INFO is still
+// percent-encoded and SCRIPT_NAME is cut where the two stop matching. Its SCRIPT_FILENAME is the
+// proxied URL, "proxy:scgi://host:port/<path below the ProxyPass target>", percent-encoded: that
+// path, decoded, is PATH_INFO, and what precedes it in the request path is SCRIPT_NAME.
+const APACHE_PROXY_FILENAME = /^proxy:scgi:\/\/[^/]*(\/[^?]*)?/;
+
+function mountFromApacheProxy(vars: Record<string, string>): void {
+  const m = APACHE_PROXY_FILENAME.exec(vars.SCRIPT_FILENAME ?? '');
+  if (!m) return;
+  const below = percentDecode(m[1] ?? '/');
+  // Apache's SCRIPT_NAME is its r->uri (decoded, dot segments and double slashes resolved), the
+  // very path it mapped, when it sent no PATH_INFO; else the raw REQUEST_URI's path is all there is.
+  const uri = vars.REQUEST_URI ?? '';
+  const q = uri.indexOf('?');
+  const full = vars.PATH_INFO === undefined ? vars.SCRIPT_NAME ?? '' : percentDecode(q >= 0 ? uri.slice(0, q) : uri);
+  if (!full.startsWith('/')) return;
+  // "ProxyPass /app scgi://h:p" and a request for /app itself: nothing below the mount.
+  if (below === '/' && !full.endsWith('/')) {
+    vars.SCRIPT_NAME = full;
+    vars.PATH_INFO = '';
+    return;
+  }
+  if (!full.endsWith(below)) return;
+  vars.SCRIPT_NAME = full.slice(0, full.length - below.length);
+  vars.PATH_INFO = below;
 }
