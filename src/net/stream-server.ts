@@ -17,6 +17,8 @@ export interface Connection {
 export interface StreamServerOptions {
   /** Only peers in this list may connect (FastCGI's FCGI_WEB_SERVER_ADDRS). */
   allow?: net.BlockList;
+  /** Keep our side open after the peer's FIN, to finish the answers under way. */
+  allowHalfOpen?: boolean;
 }
 
 export function createStreamServer(
@@ -27,7 +29,7 @@ export function createStreamServer(
 ): ProtocolServer {
   const connections = new Set<Connection>();
   let draining = false;
-  const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
+  const server = net.createServer({ noDelay: true, allowHalfOpen: opts.allowHalfOpen ?? false }, (socket) => {
     if (opts.allow && socket.remoteAddress && !peerAllowed(opts.allow, socket.remoteAddress)) {
       gw.log.warn({ peer: socket.remoteAddress }, `${name}: connection refused: peer not in FCGI_WEB_SERVER_ADDRS`);
       socket.destroy();

@@ -55,7 +55,7 @@ const STDIN_LINGER_MS = 5_000;
 export function createFastcgiServer(gw: Gateway, opts: FastcgiOptions = {}): ProtocolServer {
   const addrs = opts.webServerAddrs ?? process.env.FCGI_WEB_SERVER_ADDRS;
   const allow = addrs ? parseAddressList(addrs) : undefined;
-  return createStreamServer(gw, 'fastcgi', (socket) => new FcgiConnection(gw, socket, opts.stderrToWebServer ?? true), { allow });
+  return createStreamServer(gw, 'fastcgi', (socket) => new FcgiConnection(gw, socket, opts.stderrToWebServer ?? true), { allow, allowHalfOpen: true });
 }
 
 /** One request on a connection, from BEGIN_REQUEST to END_REQUEST. */
@@ -67,6 +67,7 @@ class FcgiRequest implements ResponseSink {
   data: BodyQueue | null = null;
   stdinDone = false;
   ended = false; // END_REQUEST sent
+  readonly begun = performance.now();
   readonly ac = new RequestAbort();
   readonly id: number;
   readonly role: number;
@@ -134,7 +135,7 @@ class FcgiRequest implements ResponseSink {
 
   abort(_error: Error): void {
     if (this.ended) return;
-    this.conn.abortRequest(this);
+    this.conn.abortRequest(this, false);
   }
 
   /** wsgi.errors text as STDERR records. */
@@ -163,6 +164,7 @@ class FcgiConnection implements Connection {
   private closeAfter = false; // a request without FCGI_KEEP_CONN ended, or the peer half-closed
   private dead = false;
   private lingerTimer: NodeJS.Timeout | undefined;
+  private paramsTimer: NodeJS.Timeout | undefined;
   private readonly onRecord = (rec: FcgiRecord) => this.record(rec);
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
@@ -180,13 +182,17 @@ class FcgiConnection implements Connection {
         this.destroy();
         return;
       }
-      this.lingerCheck();
+      this.afterChunk();
     });
     socket.on('drain', () => this.releaseWriters());
     socket.on('close', () => this.closed());
     socket.on('end', () => {
-      // The web server is done sending: answer what is under way, then close our side.
-      for (const r of this.table.values()) if (r.ended) this.table.delete(r.id);
+      // The web server is done sending (half-close): answer what is under way, then close our
+      // side. A request still waiting for its params or body can never get them: abort it.
+      for (const r of [...this.table.values()]) {
+        if (r.ended) this.table.delete(r.id);
+        else if (!r.input || !r.input.complete || (r.data && !r.data.complete)) this.abortRequest(r, true);
+      }
       this.closeAfter = true;
       this.maybeClose();
     });
@@ -216,7 +222,7 @@ class FcgiConnection implements Connection {
       case RecordType.Data:
         return this.dataRecord(req, rec.content);
       case RecordType.AbortRequest:
-        return this.abortRequest(req);
+        return this.abortRequest(req, true);
       default:
         // STDOUT/STDERR/END_REQUEST travel the other way; anything else is not for a request.
         this.gw.log.debug({ type: rec.type, id }, 'fastcgi: ignoring record');
@@ -346,8 +352,12 @@ class FcgiConnection implements Connection {
     this.socket.resume();
   }
 
-  /** ABORT_REQUEST, or the app's response failed after its headers. Exactly one END_REQUEST. */
-  abortRequest(req: FcgiRequest): void {
+  /**
+   * The request ends early: the web server sent ABORT_REQUEST (`byWebServer`), a limit or timer
+   * ran out, or the app failed after its headers. Exactly one END_REQUEST, or none at all when
+   * the response must be seen as incomplete.
+   */
+  abortRequest(req: FcgiRequest, byWebServer: boolean): void {
     if (req.ended) return;
     const gone = new ClientGoneError('fastcgi: request aborted');
     req.input?.fail(gone);
@@ -356,13 +366,16 @@ class FcgiConnection implements Connection {
     req.ended = true;
     this.running--;
     this.table.delete(req.id);
-    if (this.running === 0 && !req.keepConn) {
+    if (!byWebServer && this.running === 0) {
       // Alone on the connection: closing without END_REQUEST is how a web server learns that
-      // the response is incomplete (nginx: "upstream prematurely closed").
+      // the response is incomplete (nginx: "upstream prematurely closed"), kept connection or not.
       this.destroy();
       return;
     }
-    void this.send(encodeEndRequest(req.id, 1, ProtocolStatus.RequestComplete));
+    // Spec 5.4: an aborted request is answered with END_REQUEST; when others share the
+    // connection, appStatus 1 marks this one as failed.
+    void this.send(encodeEndRequest(req.id, byWebServer ? 0 : 1, ProtocolStatus.RequestComplete));
+    if (!req.keepConn) this.closeAfter = true;
     this.maybeClose();
   }
 
@@ -395,6 +408,35 @@ class FcgiConnection implements Connection {
    * closes, a peer that never sends it gets a few seconds. (Checked per chunk, not per request:
    * the end of STDIN usually arrives in the same chunk as the request.)
    */
+  private afterChunk(): void {
+    this.lingerCheck();
+    this.paramsCheck();
+  }
+
+  /**
+   * limits.headerTimeoutMs: a request whose PARAMS never end must not hold its slot forever.
+   * One timer per connection, armed only while some request waits for its params (usually
+   * none does once a chunk is processed).
+   */
+  private paramsCheck(): void {
+    const ms = this.gw.limits.headerTimeoutMs;
+    if (this.paramsTimer || ms <= 0 || this.running === 0) return;
+    let oldest = Infinity;
+    for (const r of this.table.values()) if (!r.input && !r.ended && r.begun < oldest) oldest = r.begun;
+    if (oldest === Infinity) return;
+    this.paramsTimer = setTimeout(() => {
+      this.paramsTimer = undefined;
+      const now = performance.now();
+      for (const r of [...this.table.values()]) {
+        if (r.input || r.ended || now - r.begun < ms - 1) continue;
+        this.gw.log.warn({ code: 'TSGI_HEADER_TIMEOUT', id: r.id }, 'fastcgi: request params not received in time; request aborted');
+        this.abortRequest(r, false);
+      }
+      if (!this.dead) this.paramsCheck();
+    }, Math.max(1, oldest + ms - performance.now()));
+    this.paramsTimer.unref();
+  }
+
   private lingerCheck(): void {
     if (this.lingerTimer || this.running > 0 || this.table.size === 0 || !(this.closeAfter || this.draining)) return;
     this.lingerTimer = setTimeout(() => {
@@ -442,6 +484,7 @@ class FcgiConnection implements Connection {
     if (this.dead) return;
     this.dead = true;
     clearTimeout(this.lingerTimer);
+    clearTimeout(this.paramsTimer);
     let gone: ClientGoneError | undefined;
     for (const req of this.table.values()) {
       if (req.ended) continue;

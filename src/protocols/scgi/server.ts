@@ -26,6 +26,8 @@ class ScgiConnection implements Connection, ResponseSink {
   private readonly ac = new RequestAbort();
   private running = false;
   private finished = false;
+  private refused = false;
+  private overrun = false;
   private drainWait: Promise<void> | null = null;
   private release: (() => void) | null = null;
   private readonly gw: Gateway;
@@ -58,7 +60,7 @@ class ScgiConnection implements Connection, ResponseSink {
 
   private data(chunk: Buffer): void {
     if (this.decoder === null) {
-      if (this.input && !this.input.push(chunk)) this.socket.pause();
+      if (this.input) this.pushBody(chunk);
       return;
     }
     let head;
@@ -88,12 +90,37 @@ class ScgiConnection implements Connection, ResponseSink {
       highWaterMark: this.gw.limits.bodyHighWaterMark,
       onDemand: () => this.socket.resume(),
     });
-    if (head.body.length > 0 && !this.input.push(head.body)) this.socket.pause();
+    // The client's own Content-Length, which nginx passes on as HTTP_CONTENT_LENGTH, over the
+    // CONTENT_LENGTH of the netstring: the body the app gets is short (see pushBody).
+    const told = vars.HTTP_CONTENT_LENGTH;
+    if (told !== undefined && /^[0-9]{1,15}$/.test(told) && Number(told) > head.contentLength) {
+      this.warnOverrun(`CONTENT_LENGTH is ${head.contentLength} but the request's Content-Length header says ${told}`);
+    }
+    if (head.body.length > 0) this.pushBody(head.body);
     this.run(vars);
+  }
+
+  private pushBody(bytes: Uint8Array): void {
+    const input = this.input!;
+    // Bytes past CONTENT_LENGTH are dropped (the queue never yields them), but a web server that
+    // sends them is misconfigured: nginx with scgi_request_buffering off puts in CONTENT_LENGTH
+    // only what it had read of the body when it connected, so the app gets a short body.
+    if (bytes.length > input.remaining && !this.refused) this.warnOverrun('the web server sent more body than its CONTENT_LENGTH');
+    if (!input.push(bytes)) this.socket.pause();
+  }
+
+  private warnOverrun(what: string): void {
+    if (this.overrun) return;
+    this.overrun = true;
+    this.gw.log.warn(
+      { code: 'TSGI_SCGI_BODY_OVERRUN' },
+      `scgi: ${what}; the app gets a short body (nginx does this with scgi_request_buffering off: leave it on)`,
+    );
   }
 
   // The runner answers err's status and logs it (once, at warn).
   private refuse(err: RequestError, vars: Record<string, string>): void {
+    this.refused = true;
     this.input = new BodyQueue({ length: 0 });
     this.run(vars, refusingApp(err));
   }
@@ -142,10 +169,16 @@ class ScgiConnection implements Connection, ResponseSink {
   }
 
   abort(_error: Error): void {
-    // SCGI's only end-of-response signal is the close: a reset tells the web server that the
-    // response broke off.
+    // SCGI's only end-of-response signal is the close: over TCP, a reset tells the web server
+    // that the response broke off. A Unix socket has no reset (resetAndDestroy throws for one,
+    // which took the whole server down): its close looks like the end of the response, so there
+    // the web server can only tell when the app declared a Content-Length (docs/scgi.md).
     this.finished = true;
-    this.socket.resetAndDestroy();
+    try {
+      this.socket.resetAndDestroy();
+    } catch {
+      this.socket.destroy();
+    }
   }
 
   private wake(): void {
