@@ -22,8 +22,8 @@ export class FakeSocket extends Duplex {
   setNoDelay(): this {
     return this;
   }
-  cork(): void {}
-  uncork(): void {}
+  override cork(): void {}
+  override uncork(): void {}
   /** Delivers bytes as if they came from the peer. */
   feed(b: Buffer): void {
     this.emit('data', b);
