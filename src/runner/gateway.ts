@@ -6,7 +6,8 @@ import type { App, ErrorStream, Protocol } from '../types.js';
 import type { AbortFlag } from './abort.js';
 import { buildEnviron } from './environ.js';
 import { LogErrorStream } from './errors-stream.js';
-import type { BodyQueue } from './input.js';
+import { RequestError } from '../errors.js';
+import { BodyQueue } from './input.js';
 import { runApp, type RunResult } from './run.js';
 import type { ResponseSink } from './sink.js';
 
@@ -89,8 +90,9 @@ export class Gateway {
     app: App = this.app,
   ): Promise<RunResult> {
     this.active++;
+    const errs = errors ?? new LogErrorStream(this.log);
     try {
-      const environ = buildEnviron(vars, input, errors ?? new LogErrorStream(this.log), signal, this.ctx);
+      const environ = buildEnviron(vars, input, errs, signal, this.ctx);
       return await runApp({
         app,
         environ,
@@ -101,6 +103,7 @@ export class Gateway {
         accessLog: this.accessLog,
       });
     } finally {
+      errs.flush();
       input.discard();
       if (--this.active === 0 && this.idleWaiters.length) {
         const ws = this.idleWaiters;
@@ -113,6 +116,19 @@ export class Gateway {
   /** The protocol named in environ['tsgi.protocol'] (set before serving starts). */
   setProtocol(protocol: Protocol): void {
     this.ctx.protocol = protocol;
+  }
+
+  /**
+   * A body queue for a request whose body has `length` bytes (undefined: delimited by the
+   * protocol), sized and limited by the gateway's limits. A declared length over the limit is
+   * a 413 RequestError, thrown here so that the adapter answers it before reading anything.
+   */
+  bodyQueue(length: number | undefined, onDemand: () => void): BodyQueue {
+    const max = this.limits.maxBodyBytes;
+    if (length !== undefined && length > max) {
+      throw new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${max}`, 413);
+    }
+    return new BodyQueue({ length, highWaterMark: this.limits.bodyHighWaterMark, onDemand, maxBytes: max });
   }
 
   /** Resolves once no request is under way. */

@@ -15,6 +15,8 @@ export interface BodyQueueOptions {
   highWaterMark?: number;
   /** Called when the app wants more and the adapter had been told to pause. */
   onDemand?: () => void;
+  /** A body growing past this many bytes fails with a 413 RequestError (--max-body-size). */
+  maxBytes?: number;
 }
 
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
@@ -33,9 +35,11 @@ export class BodyQueue implements InputStream {
   private readonly limit: number;
   private readonly highWaterMark: number;
   private readonly onDemand: (() => void) | undefined;
+  private readonly maxBytes: number;
 
   constructor(opts: BodyQueueOptions = {}) {
     this.limit = opts.length ?? Infinity;
+    this.maxBytes = opts.maxBytes ?? Infinity;
     this.highWaterMark = opts.highWaterMark ?? 256 * 1024;
     this.onDemand = opts.onDemand;
     if (this.limit === 0) this.done = true;
@@ -69,6 +73,10 @@ export class BodyQueue implements InputStream {
       this.done = true;
     }
     this.received += c.length;
+    if (this.received > this.maxBytes) {
+      this.fail(new RequestError('TSGI_BODY_TOO_LARGE', `request body is over the limit of ${this.maxBytes} bytes`, 413));
+      return true;
+    }
     if (!this.discarding && c.length > 0) {
       this.chunks.push(c);
       this.size += c.length;

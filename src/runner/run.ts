@@ -202,20 +202,28 @@ class Run {
         this.finished = true;
       }
     }
-    if (!this.headersSent) {
-      this.headersSent = true;
-      const code = statusCode(this.status!);
-      if (this.isHead || bodyless(code)) {
-        this.finished = true;
-        return this.o.sink.start(this.status!, this.headers!, null, true);
-      }
-      this.bytes += data.length;
-      let headers = this.headers!;
-      if (last && cl === undefined) headers = headers.concat([['Content-Length', String(data.length)]]);
-      return this.o.sink.start(this.status!, headers, data, last);
-    }
+    if (!this.headersSent) return this.sendHead(data, last);
     this.bytes += data.length;
     return this.o.sink.write(data);
+  }
+
+  private sendHead(data: Uint8Array, last: boolean): void | Promise<void> {
+    const code = statusCode(this.status!);
+    const bodyless_ = this.isHead || bodyless(code);
+    let headers = this.headers!;
+    if (!bodyless_ && last && this.declaredLength === undefined) headers = headers.concat([['Content-Length', String(data.length)]]);
+    this.headersSent = true;
+    try {
+      const p = bodyless_ ? this.o.sink.start(this.status!, headers, null, true) : this.o.sink.start(this.status!, headers, data, last);
+      if (bodyless_) this.finished = true;
+      else this.bytes += data.length;
+      return p;
+    } catch (err) {
+      // The sink refused the head before writing anything (AJP: headers over the packet size):
+      // the headers are not sent, so the error can still be answered with a 500.
+      this.headersSent = false;
+      throw err;
+    }
   }
 
   /** The body is exhausted: send what is still pending and end the response on the wire. */
@@ -227,7 +235,13 @@ class Run {
       this.headersSent = true;
       let headers = this.headers!;
       if (cl === undefined && !this.isHead && !bodyless(code)) headers = headers.concat([['Content-Length', '0']]);
-      const p = this.o.sink.start(this.status!, headers, null, !short);
+      let p: void | Promise<void>;
+      try {
+        p = this.o.sink.start(this.status!, headers, null, !short);
+      } catch (err) {
+        this.headersSent = false;
+        throw err;
+      }
       if (p) await this.settle(p);
     }
     if (short) throw new AppError(`the app sent ${this.bytes} bytes of the ${cl} its Content-Length declared`);

@@ -83,3 +83,65 @@ describe('Gateway', () => {
     expect(gw.limits).toEqual({ ...DEFAULT_LIMITS, maxBodyBytes: 10 });
   });
 });
+
+describe('Gateway limits and endings', () => {
+  it('flushes a last wsgi.errors line without a newline when the request ends', async () => {
+    const { gw, logs } = gateway((environ, sr) => {
+      environ['wsgi.errors'].write('no newline at the end');
+      sr('200 OK', []);
+      return [];
+    });
+    await gw.handle({ REQUEST_METHOD: 'GET' }, new BodyQueue({ length: 0 }), new RecordingSink(), new AbortController().signal);
+    expect(logs.some((l) => l.msg === 'no newline at the end')).toBe(true);
+  });
+
+  it('refuses a declared body over maxBodyBytes with a 413 RequestError before reading', () => {
+    const { gw } = gateway(() => [], { limits: { maxBodyBytes: 10 } });
+    expect(() => gw.bodyQueue(11, () => {})).toThrow(expect.objectContaining({ code: 'TSGI_BODY_TOO_LARGE', status: 413 }));
+    expect(gw.bodyQueue(10, () => {})).toBeInstanceOf(BodyQueue);
+  });
+
+  it('fails a body of unknown length once it grows past maxBodyBytes, and the app answers 413', async () => {
+    const { gw } = gateway(async (environ, sr) => {
+      await environ['wsgi.input'].read();
+      sr('200 OK', []);
+      return ['read it all'];
+    }, { limits: { maxBodyBytes: 10 } });
+    const q = gw.bodyQueue(undefined, () => {});
+    const sink = new RecordingSink();
+    const done = gw.handle({ REQUEST_METHOD: 'POST' }, q, sink, new AbortController().signal);
+    q.push(Buffer.from('0123456789'));
+    q.push(Buffer.from('x'));
+    const result = await within(done, 2000);
+    expect(result.status).toBe(413);
+    expect(sink.head.status).toMatch(/^413 /);
+  });
+
+  it('answers 500 when the sink refuses the head before writing anything (AJP: headers over the packet size)', async () => {
+    const { gw } = gateway((_e, sr) => {
+      sr('200 OK', [['X-Big', 'x'.repeat(100)]]);
+      return ['body'];
+    });
+    const calls: string[] = [];
+    let first = true;
+    const sink = {
+      start(status: string) {
+        calls.push(`start ${status}`);
+        if (first) {
+          first = false;
+          throw new Error('headers too large for one packet');
+        }
+      },
+      write() {},
+      end() {
+        calls.push('end');
+      },
+      abort() {
+        calls.push('abort');
+      },
+    };
+    const result = await gw.handle({ REQUEST_METHOD: 'GET' }, new BodyQueue({ length: 0 }), sink, new AbortController().signal);
+    expect(calls).toEqual(['start 200 OK', 'start 500 Internal Server Error', 'end']);
+    expect(result.status).toBe(500);
+  });
+});

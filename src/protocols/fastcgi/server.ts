@@ -166,6 +166,7 @@ class FcgiConnection implements Connection {
   private lingerTimer: NodeJS.Timeout | undefined;
   private paramsTimer: NodeJS.Timeout | undefined;
   private readonly onRecord = (rec: FcgiRecord) => this.record(rec);
+  private readonly onDemand = () => this.resumeIfWanted();
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
   private readonly stderrToWebServer: boolean;
@@ -281,6 +282,7 @@ class FcgiConnection implements Connection {
   }
 
   private startRequest(req: FcgiRequest): void {
+    const onDemand = this.onDemand;
     const vars: Record<string, string> = {};
     let refuse: RequestError | null = null;
     let length: number | undefined;
@@ -293,27 +295,23 @@ class FcgiConnection implements Connection {
       decodeParams(all, vars);
       // An Authorizer gets no body (spec 6.3).
       length = req.role === Role.Authorizer ? 0 : parseContentLength(vars.CONTENT_LENGTH);
-      if (length !== undefined && length > this.gw.limits.maxBodyBytes) {
-        throw new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${this.gw.limits.maxBodyBytes}`, 413);
-      }
+      req.input = this.gw.bodyQueue(length, onDemand);
     } catch (err) {
       if (!(err instanceof RequestError)) throw err;
       refuse = err;
     }
     vars.FCGI_ROLE = ROLE_NAMES[req.role]!;
-    const hwm = this.gw.limits.bodyHighWaterMark;
-    const onDemand = () => this.resumeIfWanted();
-    req.input = new BodyQueue({ length: refuse ? 0 : length, highWaterMark: hwm, onDemand });
+    if (refuse) req.input = new BodyQueue({ length: 0 });
     if (req.role === Role.Filter && !refuse) {
       // Filter role: the file to filter arrives on the DATA stream (spec 6.4), exposed to the app
       // as environ['tsgi.fcgi_data'], an input stream like wsgi.input.
-      req.data = new BodyQueue({ length: parseContentLength(vars.FCGI_DATA_LENGTH), highWaterMark: hwm, onDemand });
+      req.data = this.gw.bodyQueue(parseContentLength(vars.FCGI_DATA_LENGTH), onDemand);
       (vars as Record<string, unknown>)['tsgi.fcgi_data'] = req.data;
     }
     const errors = new LogErrorStream(this.gw.log, this.stderrToWebServer ? req.stderr : undefined);
     if (refuse) this.gw.log.warn({ code: refuse.code }, `fastcgi: ${refuse.message}`);
     const app = refuse ? refusingApp(refuse) : undefined;
-    void this.gw.handle(vars, req.input, req, req.ac, errors, app).then(() => errors.flush());
+    void this.gw.handle(vars, req.input!, req, req.ac, errors, app);
   }
 
   private stdin(req: FcgiRequest, content: Uint8Array): void {

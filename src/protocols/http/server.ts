@@ -40,12 +40,11 @@ function handleRequest(gw: Gateway, req: http.IncomingMessage, res: http.ServerR
   const ac = new RequestAbort();
   let vars: Record<string, string>;
   let length: number | undefined;
+  let input: BodyQueue;
   try {
     vars = requestVars(req);
     length = requestBodyLength(req, vars);
-    if (length !== undefined && length > gw.limits.maxBodyBytes) {
-      throw new RequestError('TSGI_BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${gw.limits.maxBodyBytes}`, 413);
-    }
+    input = gw.bodyQueue(length, () => req.resume());
   } catch (err) {
     const e = err as RequestError;
     gw.log.warn({ code: e.code }, `http: ${e.message}`);
@@ -54,16 +53,8 @@ function handleRequest(gw: Gateway, req: http.IncomingMessage, res: http.ServerR
     res.end(`${e.message}\n`);
     return;
   }
-  const input = new BodyQueue({ length, highWaterMark: gw.limits.bodyHighWaterMark, onDemand: () => req.resume() });
   if (length !== 0) {
-    let received = 0;
     req.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > gw.limits.maxBodyBytes) {
-        input.fail(new RequestError('TSGI_BODY_TOO_LARGE', `request body is over the limit of ${gw.limits.maxBodyBytes} bytes`, 413));
-        req.pause();
-        return;
-      }
       if (!input.push(chunk)) req.pause();
     });
     req.on('end', () => input.end());
