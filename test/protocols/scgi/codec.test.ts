@@ -165,6 +165,18 @@ describe('header values', () => {
     expect(Object.keys(head.headers)).toContain('__proto__');
   });
 
+  // Regression: nginx 1.22 sends one HTTP_* pair per header line; "a duplicate name" made every
+  // request with a repeated header (two X-Forwarded-For, two Cookie lines) a 400.
+  it('joins a repeated HTTP_* name as nginx before 1.23 sends it: ", ", and "; " for cookies', () => {
+    const head = new RequestHeadDecoder().push(
+      netstring(
+        'CONTENT_LENGTH\x000\x00SCGI\x001\x00HTTP_X_REPEAT\x00one\x00HTTP_COOKIE\x00a=1\x00' +
+          'HTTP_X_REPEAT\x00two\x00HTTP_COOKIE\x00b=2\x00HTTP_X_REPEAT\x00\x00',
+      ),
+    )!;
+    expect(head.headers).toEqual({ CONTENT_LENGTH: '0', SCGI: '1', HTTP_X_REPEAT: 'one, two, ', HTTP_COOKIE: 'a=1; b=2' });
+  });
+
   it('accepts a netstring of exactly maxHeaderBytes', () => {
     expect(new RequestHeadDecoder({ maxHeaderBytes: 70 }).push(SPEC_REQUEST)!.contentLength).toBe(27);
   });
@@ -205,6 +217,7 @@ describe('errors', () => {
     ['an empty name first', `\x00x\x00${CL}SCGI\x001\x00`],
     ['an empty name later', `${CL}SCGI\x001\x00\x00x\x00`],
     ['a duplicate name', `${CL}SCGI\x001\x00SCGI\x001\x00`],
+    ['a duplicate name that is not HTTP_*', `${CL}SCGI\x001\x00REQUEST_METHOD\x00GET\x00REQUEST_METHOD\x00POST\x00`],
     ['CONTENT_LENGTH twice', `${CL}SCGI\x001\x00${CL}`],
   ])('TSGI_SCGI_BAD_HEADERS: %s', (_name, pairs) => {
     expect(codeOf(netstring(pairs))).toEqual(BAD_HEADERS);
