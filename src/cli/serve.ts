@@ -133,7 +133,7 @@ export async function serve(appSpec: string, o: ServeOptions): Promise<void> {
     throw new UsageError('TSGI_BAD_OPTION', `--socket-mode wants an octal mode such as 660, got '${o.socketMode}'`);
   }
   const graceMs = seconds('--graceful-timeout', o.gracefulTimeout)!;
-  if (workers > 1 && cluster.isPrimary) return runPrimary(log, p, workers, socketMode, graceMs, appSpec);
+  if (workers > 1 && cluster.isPrimary) return runPrimaryFor(log, p, workers, socketMode, graceMs, appSpec);
 
   let app = await loadApp(appSpec);
   if (o.lint) app = validator(app, log);
@@ -188,8 +188,8 @@ function exit(code: number): never {
   process.exit(code);
 }
 
-/** The main process of --workers N: forks the workers, replaces the ones that die, stops them. */
-async function runPrimary(log: Logger, p: Plan, n: number, socketMode: number, graceMs: number, appSpec: string): Promise<void> {
+/** The main process of --workers N: see src/net/workers.ts. */
+async function runPrimaryFor(log: Logger, p: Plan, n: number, socketMode: number, graceMs: number, appSpec: string): Promise<void> {
   if (p.bind.kind === 'unix') {
     // Workers ask this process for the listening socket: create it with the right mode.
     await removeStaleSocket(p.bind.path);
@@ -197,26 +197,7 @@ async function runPrimary(log: Logger, p: Plan, n: number, socketMode: number, g
     const path = p.bind.path;
     cluster.once('listening', () => fs.chmodSync(path, socketMode));
   }
-  let stopping = false;
-  const fork = () => cluster.fork();
-  cluster.on('exit', (worker, code, signal) => {
-    if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) exit(0);
-      return;
-    }
-    log.error({ worker: worker.id, code, signal }, 'worker died; starting a new one');
-    setTimeout(fork, 500).unref();
-  });
-  for (let i = 0; i < n; i++) fork();
+  const { runPrimary } = await import('../net/workers.js');
+  runPrimary({ log, workers: n, graceMs, exit });
   log.info({ workers: n, app: appSpec, bind: describeBind(p.bind) }, `tsgi main process: ${n} workers`);
-  const stop = (sig: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal: sig }, 'stopping workers');
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-    setTimeout(() => exit(0), graceMs + 1000).unref();
-    if (Object.keys(cluster.workers ?? {}).length === 0) exit(0);
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -30,8 +30,11 @@ export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
   const log = createLineLogger({ level: opts.logLevel });
   const gw = new Gateway({ app, log, protocol: 'cgi', multiprocess: true, multithread: false, runOnce: true, debug: opts.debug });
   const vars = readEnvironment();
-  const script = vars.SCRIPT_NAME || vars.SCRIPT_FILENAME || '';
-  const nph = opts.nph ?? /(^|\/)nph-[^/]*$/.test(script);
+  // RFC 3875 4.1.5: no PATH_INFO means there is none. Never derive it from REQUEST_URI here (as
+  // the runner does for front ends that omit it): after a rewrite or a local redirect, REQUEST_URI
+  // is the client's URL, and the program would see a path that was not meant for it.
+  vars.PATH_INFO ??= '';
+  const nph = opts.nph ?? isNphScript(vars);
   const abort = new RequestAbort();
   const sink = new StdoutSink(nph, vars.SERVER_PROTOCOL, () => abort.abort());
   // The web server signals a script it gives up on (lighttpd on a client hang-up, Apache on
@@ -63,6 +66,16 @@ export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
   stdin.stop();
   await sink.flushed();
   process.exit(process.exitCode ?? 0);
+}
+
+/** RFC 3875 5: a program named nph-* speaks HTTP itself (SCRIPT_NAME, else SCRIPT_FILENAME). */
+export function isNphScript(vars: Record<string, string | undefined> = process.env): boolean {
+  return /(^|\/)nph-[^/]*$/.test(vars.SCRIPT_NAME || vars.SCRIPT_FILENAME || '');
+}
+
+/** `HTTP/1.1` for an NPH head: SERVER_PROTOCOL when it is one, else HTTP/1.0. */
+export function nphProtocol(serverProtocol: string | undefined): string {
+  return serverProtocol && /^HTTP\/[0-9.]+$/.test(serverProtocol) ? serverProtocol : 'HTTP/1.0';
 }
 
 /**
@@ -159,7 +172,7 @@ class StdoutSink implements ResponseSink {
 
   constructor(nph: boolean, protocol: string | undefined, onBroken: () => void) {
     this.nph = nph;
-    this.protocol = protocol && /^HTTP\/[0-9.]+$/.test(protocol) ? protocol : 'HTTP/1.0';
+    this.protocol = nphProtocol(protocol);
     this.onBroken = onBroken;
     // EPIPE when the web server closed our stdout (the client went away): the request is
     // aborted, not failed; nothing reaches uncaughtException.

@@ -3,19 +3,21 @@
 import { writeSync } from 'node:fs';
 import { UsageError } from '../../errors.js';
 import { loadApp } from '../../load-app.js';
-import { keepStdoutForTheResponse, runCgi } from './adapter.js';
+import { type CgiOptions, isNphScript, keepStdoutForTheResponse, nphProtocol, runCgi } from './adapter.js';
 
-export async function runCgiCommand(appSpec: string): Promise<void> {
+/** Loads APP and answers this process's one CGI request; a load failure is a 500 on stdout. */
+export async function runCgiCommand(appSpec: string, opts: CgiOptions = {}): Promise<void> {
   // Before the app's module runs: its top-level console.log must not land in the response.
   keepStdoutForTheResponse();
   try {
     const app = await loadApp(appSpec);
-    await runCgi(app);
+    await runCgi(app, opts);
   } catch (err) {
     // The web server shows our stdout to the client: a plain 500, the reason on stderr.
     const msg = err instanceof UsageError ? err.message : String((err as Error)?.stack ?? err);
     writeQuietly(2, `tsgi: ${msg}\n`);
-    writeQuietly(1, 'Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n\r\nInternal Server Error\n');
+    const status = (opts.nph ?? isNphScript()) ? nphProtocol(process.env.SERVER_PROTOCOL) : 'Status:';
+    writeQuietly(1, `${status} 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n\r\nInternal Server Error\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   }
 }
