@@ -1,9 +1,8 @@
-// `tsgi cgi APP`: answer the one CGI request of this process (RFC 3875).
+// `tsgi cgi [options] APP`: answer the one CGI request of this process (RFC 3875). The same path
+// as bin/tsgi's fast one, with options.
 
-import { loadApp } from '../load-app.js';
-import { runCgi } from '../protocols/cgi/adapter.js';
+import { runCgiCommand } from '../protocols/cgi/entry.js';
 
 export async function cgi(appSpec: string, opts: { nph?: boolean; debug?: boolean; logLevel?: string }): Promise<void> {
-  const app = await loadApp(appSpec);
-  await runCgi(app, opts);
+  await runCgiCommand(appSpec, opts);
 }

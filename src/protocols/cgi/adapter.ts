@@ -21,7 +21,7 @@ export interface CgiOptions {
   logLevel?: string;
 }
 
-/** After SIGTERM the app has this long to stop (Apache sends SIGKILL 3 s after SIGTERM). */
+/** After SIGTERM the app has this long to stop before the process exits on its own. */
 const TERM_GRACE_MS = 2_500;
 
 /** Handles the one request of this process with `app`, then exits. */
@@ -37,8 +37,8 @@ export async function runCgi(app: App, opts: CgiOptions = {}): Promise<never> {
   const nph = opts.nph ?? isNphScript(vars);
   const abort = new RequestAbort();
   const sink = new StdoutSink(nph, vars.SERVER_PROTOCOL, () => abort.abort());
-  // The web server signals a script it gives up on (lighttpd on a client hang-up, Apache on
-  // timeout; Apache sends SIGKILL 3 s later): the request is aborted, close() still runs once.
+  // The web server signals a program it gives up on (lighttpd when the client hangs up, Apache on
+  // a timeout), and may follow with SIGKILL: the request is aborted, close() still runs once.
   const onSignal = (): void => {
     abort.abort();
     setTimeout(() => process.exit(process.exitCode ?? 1), TERM_GRACE_MS).unref();
