@@ -361,6 +361,11 @@ export function decodeParams(
     // Plain assignment of "__proto__" would hit Object.prototype's setter and vanish.
     if (name === '__proto__') {
       Object.defineProperty(into, name, { value, writable: true, enumerable: true, configurable: true });
+    } else if (name.charCodeAt(0) === 0x48 && name.startsWith('HTTP_') && into[name] !== undefined) {
+      // nginx before 1.23 sends one HTTP_* pair per header line: a repeated header is joined
+      // as HTTP joins it (RFC 9110 5.3), cookies with "; " (RFC 6265 5.4). Other names: the
+      // later one wins (a `fastcgi_param SCRIPT_NAME ""` after the distribution's params).
+      into[name] = into[name] + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
     } else {
       into[name] = value;
     }

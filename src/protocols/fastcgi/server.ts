@@ -251,6 +251,9 @@ class FcgiConnection implements Connection {
 
   private begin(id: number, content: Uint8Array): void {
     const { role, flags } = decodeBeginRequest(content);
+    // An id is inactive once its END_REQUEST went out (spec 3.3), even if the rest of its STDIN
+    // never came (Apache with enablereuse stops sending it once the response is in).
+    if (this.table.get(id)?.ended) this.table.delete(id);
     if (this.table.has(id)) {
       this.gw.log.warn({ id }, 'fastcgi: BEGIN_REQUEST for a request id already in flight; ignored');
       return;
@@ -365,9 +368,20 @@ class FcgiConnection implements Connection {
     this.running--;
     this.table.delete(req.id);
     if (!byWebServer && this.running === 0) {
-      // Alone on the connection: closing without END_REQUEST is how a web server learns that
-      // the response is incomplete (nginx: "upstream prematurely closed"), kept connection or not.
-      this.destroy();
+      // Alone on the connection: no END_REQUEST, and the connection closes. nginx without
+      // keep_conn (or with fastcgi_buffering off) takes a plain close as the end of the
+      // response, so a record header of version 0 goes first: a protocol error it cannot take
+      // for a complete response ("unsupported FastCGI protocol version"), and it cuts the
+      // client off. Apache and lighttpd see the close either way.
+      if (!this.dead) {
+        const poison = Buffer.alloc(HEADER_LENGTH);
+        poison[1] = RecordType.Stdout;
+        poison[2] = req.id >>> 8;
+        poison[3] = req.id & 0xff;
+        this.socket.end(poison);
+        this.socket.destroySoon();
+      }
+      this.closed();
       return;
     }
     // Spec 5.4: an aborted request is answered with END_REQUEST; when others share the
@@ -382,6 +396,17 @@ class FcgiConnection implements Connection {
     this.running--;
     if (!req.keepConn) this.closeAfter = true;
     if (req.stdinDone || req.role === Role.Authorizer) return this.forget(req);
+    if (!req.keepConn && this.running === 0 && !this.dead && !req.input?.complete) {
+      // The app left body unread: nginx then stops sending it and waits for our close before
+      // it answers the client. Lingering close: our side ends now, and what is still on its
+      // way is read and dropped until the web server closes too. (With the whole body in,
+      // only the empty STDIN record is missing: that one is waited for, below.)
+      this.table.delete(req.id);
+      req.input?.discard();
+      req.data?.discard();
+      this.socket.end();
+      return;
+    }
     // Body bytes still on their way for this id are read and dropped before the connection may
     // close (Go issue 4183: closing on unread input makes the web server see a reset instead of
     // the response). The request stays in the table until its STDIN ends; see lingerCheck.
