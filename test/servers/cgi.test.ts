@@ -203,7 +203,8 @@ function cgiSuite(s: Site): void {
     expect(env).toMatchObject({ REQUEST_METHOD: 'POST', CONTENT_TYPE: 'application/x-www-form-urlencoded', CONTENT_LENGTH: '7' });
   });
 
-  it.runIf(s.httpsPrefix)('HTTPS=on from the server makes wsgi.url_scheme https', async () => {
+  // Only where the front end has it (not a skip: the case does not exist there).
+  if (s.httpsPrefix) it('HTTPS=on from the server makes wsgi.url_scheme https', async () => {
     const env = json(await curl(`${s.base()}${s.httpsPrefix}/app.cgi/env/tls`));
     expect(env).toMatchObject({ HTTPS: 'on', 'wsgi.url_scheme': 'https', PATH_INFO: '/env/tls' });
   });
@@ -271,7 +272,8 @@ function cgiSuite(s: Site): void {
   // Regression (fixed): tsgi derived a missing PATH_INFO from REQUEST_URI, which after Apache's
   // internal redirect is the first request's URL: the program ran /redirect-local again and
   // served /static.txt (lighttpd answered 302).
-  it.runIf(s.localRedirect === 'internal')(`a local redirect to the program itself: ${s.localRedirectToSelf === 'client-302' ? 'passed on to the client as a 302 (the server will not redirect a program to itself)' : 'it runs again with an empty PATH_INFO, not one made from the client\'s URL'}`, async () => {
+  // Only where the front end has it (not a skip: the case does not exist there).
+  if (s.localRedirect === 'internal') it(`a local redirect to the program itself: ${s.localRedirectToSelf === 'client-302' ? 'passed on to the client as a 302 (the server will not redirect a program to itself)' : 'it runs again with an empty PATH_INFO, not one made from the client\'s URL'}`, async () => {
     const r = await curl(app(`/redirect-local?to=${encodeURIComponent(`${s.prefix}/app.cgi`)}`));
     expect(r.exitCode, r.stderr).toBe(0);
     note(s.label, `local redirect to ${s.prefix}/app.cgi itself`, `${r.status} ${r.header('location').join(', ')}`.trim());
@@ -371,7 +373,8 @@ function cgiSuite(s: Site): void {
     expect(p).toMatchObject({ method: 'POST', body: 'name=value', pathInfo: '' });
   });
 
-  it.runIf(s.nph === 'raw')('NPH: an app error after the headers with Content-Length leaves the response visibly short (curl 18)', async () => {
+  // Only where the front end has it (not a skip: the case does not exist there).
+  if (s.nph === 'raw') it('NPH: an app error after the headers with Content-Length leaves the response visibly short (curl 18)', async () => {
     const r = await curl(url('nph-app.cgi', '/error-after?length=100'), { timeoutMs: 20_000 });
     expect(r.status).toBe(200);
     expect(r.header('content-length')).toEqual(['100']);
