@@ -10,6 +10,8 @@ import type { ProtocolServer } from './protocols.js';
 export interface Connection {
   /** No request is under way on it. */
   idle(): boolean;
+  /** Requests begun on it so far (0: the header timeout applies, not the idle one). */
+  readonly requests: number;
   /** Shutting down: close now if idle, else once the requests under way are finished. */
   drain(): void;
 }
@@ -28,6 +30,7 @@ export function createStreamServer(
   opts: StreamServerOptions = {},
 ): ProtocolServer {
   const connections = new Set<Connection>();
+  const sweeper = new Sweeper(gw, name);
   let draining = false;
   const server = net.createServer({ noDelay: true, allowHalfOpen: opts.allowHalfOpen ?? false }, (socket) => {
     if (opts.allow && socket.remoteAddress && !peerAllowed(opts.allow, socket.remoteAddress)) {
@@ -40,18 +43,15 @@ export function createStreamServer(
     });
     const conn = accept(socket);
     connections.add(conn);
-    socket.once('close', () => connections.delete(conn));
-    if (gw.limits.idleTimeoutMs > 0) {
-      socket.setTimeout(gw.limits.idleTimeoutMs, () => {
-        if (conn.idle()) {
-          gw.log.debug(`${name}: closing idle connection`);
-          socket.destroy();
-        }
-      });
-    }
+    sweeper.add(conn, socket);
+    socket.once('close', () => {
+      connections.delete(conn);
+      sweeper.delete(conn);
+    });
     if (draining) conn.drain();
   });
   server.maxConnections = gw.limits.maxConnections;
+  server.once('close', () => sweeper.stop());
   return {
     server,
     drain() {
@@ -59,6 +59,71 @@ export function createStreamServer(
       for (const c of connections) c.drain();
     },
   };
+}
+
+/**
+ * Idle and header timeouts for all connections of a server, from one timer: a per-socket
+ * setTimeout costs a timer refresh on every read and write, which the one-request connections
+ * of FastCGI (nginx's default) and SCGI pay on every request. Granularity: a quarter of the
+ * shortest timeout, at least 250 ms.
+ */
+class Sweeper {
+  private readonly tracked = new Map<Connection, { socket: net.Socket; requests: number; quietMs: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private last = 0;
+  private readonly gw: Gateway;
+  private readonly name: string;
+  private readonly tick: number;
+
+  constructor(gw: Gateway, name: string) {
+    this.gw = gw;
+    this.name = name;
+    const timeouts = [gw.limits.idleTimeoutMs, gw.limits.headerTimeoutMs].filter((t) => t > 0);
+    this.tick = timeouts.length ? Math.max(250, Math.min(...timeouts) / 4) : 0;
+  }
+
+  add(conn: Connection, socket: net.Socket): void {
+    if (!this.tick) return;
+    this.tracked.set(conn, { socket, requests: conn.requests, quietMs: 0 });
+    if (!this.timer) {
+      this.last = performance.now();
+      this.timer = setInterval(() => this.sweep(), this.tick);
+      this.timer.unref();
+    }
+  }
+
+  delete(conn: Connection): void {
+    this.tracked.delete(conn);
+    if (this.tracked.size === 0) this.stop();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    const elapsed = now - this.last;
+    this.last = now;
+    const { idleTimeoutMs, headerTimeoutMs } = this.gw.limits;
+    for (const [conn, t] of this.tracked) {
+      if (!conn.idle() || conn.requests !== t.requests) {
+        t.requests = conn.requests;
+        t.quietMs = 0;
+        continue;
+      }
+      t.quietMs += elapsed;
+      const fresh = conn.requests === 0;
+      const limit = fresh ? headerTimeoutMs : idleTimeoutMs;
+      if (limit > 0 && t.quietMs >= limit) {
+        if (fresh) this.gw.log.warn({ code: 'TSGI_HEADER_TIMEOUT' }, `${this.name}: request head not received in time; connection closed`);
+        else this.gw.log.debug({ code: 'TSGI_IDLE_TIMEOUT' }, `${this.name}: closing an idle connection`);
+        this.tracked.delete(conn);
+        t.socket.destroy();
+      }
+    }
+  }
 }
 
 function peerAllowed(list: net.BlockList, address: string): boolean {

@@ -90,6 +90,7 @@ const State = { Idle: 0, Request: 1 } as const;
 class AjpConnection implements Connection, ResponseSink {
   private readonly decoder: PacketDecoder;
   private state: number = State.Idle;
+  requests = 0;
   private input: BodyQueue | null = null;
   private ac = new RequestAbort();
   /** A body packet is on its way (the unsolicited first one, or one we asked for). */
@@ -189,6 +190,7 @@ class AjpConnection implements Connection, ResponseSink {
   }
 
   private forward(req: ForwardRequest): void {
+    this.requests++;
     this.state = State.Request;
     this.responding = true;
     this.bodyEnded = false;

@@ -32,19 +32,13 @@ class ScgiConnection implements Connection, ResponseSink {
   private release: (() => void) | null = null;
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
-  private readonly headTimer: NodeJS.Timeout | undefined;
+  /** 0 until the request head arrived (the shared sweeper's header timeout applies till then). */
+  requests = 0;
 
   constructor(gw: Gateway, socket: net.Socket) {
     this.gw = gw;
     this.socket = socket;
     this.decoder = new RequestHeadDecoder({ maxHeaderBytes: gw.limits.maxHeaderBytes });
-    if (gw.limits.headerTimeoutMs > 0) {
-      this.headTimer = setTimeout(() => {
-        gw.log.warn({ code: 'TSGI_HEADER_TIMEOUT' }, 'scgi: request head not received in time; connection closed');
-        socket.destroy();
-      }, gw.limits.headerTimeoutMs);
-      this.headTimer.unref();
-    }
     socket.on('data', (chunk: Buffer) => this.data(chunk));
     socket.on('drain', () => this.wake());
     socket.on('close', () => this.closed());
@@ -68,7 +62,6 @@ class ScgiConnection implements Connection, ResponseSink {
       head = this.decoder.push(chunk);
     } catch (err) {
       this.decoder = null;
-      clearTimeout(this.headTimer);
       if (err instanceof RequestError) return this.refuse(err, {});
       logProtocolError(this.gw, 'scgi', err, this.socket.remoteAddress);
       this.socket.destroy();
@@ -76,7 +69,6 @@ class ScgiConnection implements Connection, ResponseSink {
     }
     if (head === null) return;
     this.decoder = null;
-    clearTimeout(this.headTimer);
     const vars = plainCopy(head.headers);
     mountFromApacheProxy(vars);
     if (head.contentLength > this.gw.limits.maxBodyBytes) {
@@ -127,6 +119,7 @@ class ScgiConnection implements Connection, ResponseSink {
 
   private run(vars: Record<string, string>, app?: Parameters<Gateway['handle']>[5]): void {
     this.running = true;
+    this.requests = 1;
     void this.gw.handle(vars, this.input!, this, this.ac, undefined, app).then(() => {
       this.running = false;
     });
@@ -189,7 +182,6 @@ class ScgiConnection implements Connection, ResponseSink {
   }
 
   private closed(): void {
-    clearTimeout(this.headTimer);
     if (!this.finished) {
       this.input?.fail(new ClientGoneError('scgi: the web server closed the connection'));
       this.ac.abort();
