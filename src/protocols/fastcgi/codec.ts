@@ -84,9 +84,18 @@ export class RecordDecoder {
   private partial: Buffer | null = null;
   private partialFill = 0;
   private paddingLeft = 0;
+  private streaming = false;
   private error: ProtocolError | null = null;
+  private readonly streams: ReadonlySet<number> | undefined;
 
-  constructor(opts?: { maxContentLength?: number }) {
+  /**
+   * `streams`: record types whose content is a byte stream (STDIN, DATA, STDOUT, STDERR). A
+   * record of such a type that straddles chunks is delivered in pieces as its bytes arrive, each
+   * a view of its chunk, instead of being assembled in a copy: a 1 MiB upload is then never
+   * copied. Pieces are never empty; an empty record (end of stream) still comes as one.
+   */
+  constructor(opts?: { maxContentLength?: number; streams?: ReadonlySet<number> }) {
+    this.streams = opts?.streams;
     const max = opts?.maxContentLength ?? MAX_CONTENT_LENGTH;
     if (!Number.isInteger(max) || max < 0 || max > MAX_CONTENT_LENGTH) {
       throw new RangeError(`fastcgi: maxContentLength must be an integer 0..${MAX_CONTENT_LENGTH}`);
@@ -129,6 +138,12 @@ export class RecordDecoder {
           const content = length === 0 ? EMPTY : buf.subarray(pos, pos + length);
           pos += length;
           this.emit(content, onRecord);
+        } else if (this.streams?.has(this.type)) {
+          this.state = CONTENT;
+          this.streaming = true;
+          this.partialFill = end - pos;
+          if (end > pos) onRecord({ type: this.type, requestId: this.requestId, content: buf.subarray(pos, end) });
+          return;
         } else {
           const partial = Buffer.allocUnsafe(length);
           this.partialFill = buf.copy(partial, 0, pos, end);
@@ -136,6 +151,18 @@ export class RecordDecoder {
           this.state = CONTENT;
           return;
         }
+      } else if (this.state === CONTENT && this.streaming) {
+        const n = Math.min(this.contentLength - this.partialFill, end - pos);
+        const piece = buf.subarray(pos, pos + n);
+        pos += n;
+        this.partialFill += n;
+        if (this.partialFill === this.contentLength) {
+          this.streaming = false;
+          this.partialFill = 0;
+          this.paddingLeft = this.paddingLength;
+          this.state = this.paddingLength === 0 ? HEADER : PADDING;
+        }
+        onRecord({ type: this.type, requestId: this.requestId, content: piece });
       } else if (this.state === CONTENT) {
         const partial = this.partial as Buffer;
         const n = Math.min(this.contentLength - this.partialFill, end - pos);

@@ -44,6 +44,7 @@ export interface FastcgiOptions {
   webServerAddrs?: string;
 }
 
+const STREAM_TYPES: ReadonlySet<number> = new Set([RecordType.Stdin, RecordType.Data]);
 const ROLE_NAMES: Record<number, string> = { [Role.Responder]: 'RESPONDER', [Role.Authorizer]: 'AUTHORIZER', [Role.Filter]: 'FILTER' };
 const END_STDOUT_AND_REQUEST_LENGTH = HEADER_LENGTH * 2 + 8;
 /** Bodies of requests sharing a connection may buffer this many times the high-water mark
@@ -153,7 +154,8 @@ class FcgiRequest implements ResponseSink {
 }
 
 class FcgiConnection implements Connection {
-  private readonly decoder = new RecordDecoder();
+  // STDIN and DATA arrive as pieces of records, never copied (see RecordDecoder `streams`).
+  private readonly decoder = new RecordDecoder({ streams: STREAM_TYPES });
   /** Requests begun and not yet forgotten (ended, and their STDIN read to its end). */
   private readonly table = new Map<number, FcgiRequest>();
   /** Requests whose END_REQUEST has not gone out. */
