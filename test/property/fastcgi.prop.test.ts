@@ -113,7 +113,7 @@ describe('FastCGI records', () => {
   it('with stream types, any chunking gives the same bytes per stream, in pieces that are never empty nor copied', () => {
     // STDIN/DATA records that straddle chunks come in pieces (RecordDecoder `streams`): joined
     // in order they are the records' contents; an empty record still comes as one.
-    const streams = new Set([RecordType.Stdin, RecordType.Data]);
+    const streams: ReadonlySet<number> = new Set([RecordType.Stdin, RecordType.Data]);
     const stream = fc.array(rawRecord, { maxLength: 12 }).chain((raws) => {
       const wire = Buffer.concat(raws.map(frameRaw));
       return fc.tuple(fc.constant(raws), fc.constant(wire), cutsFor(wire.length));
