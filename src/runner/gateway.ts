@@ -11,7 +11,7 @@ import { BodyQueue } from './input.js';
 import { runApp, type RunResult } from './run.js';
 import type { ResponseSink } from './sink.js';
 
-/** Sizes and times every protocol enforces; each has a CLI flag (docs/security.md). */
+/** Sizes and times the protocols enforce; each has a flag (bin/tsgi serve --help). */
 export interface Limits {
   /** Request head: FastCGI params, SCGI netstring, AJP forward request, HTTP headers (bytes). */
   maxHeaderBytes: number;
