@@ -232,3 +232,20 @@ describe('AJP13 codec properties', () => {
     );
   });
 });
+
+describe('AJP packet header: the hand-read fast path agrees with the binary-parser layout', () => {
+  it('a packet whose header binary-parser reads as magic 0x1234 and length n yields an n-byte payload', async () => {
+    const { packetHeaderLayout, PacketDecoder: Decoder } = await import('../../src/protocols/ajp/codec.js');
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 8188 }), (n) => {
+        const header = Buffer.from([0x12, 0x34, n >>> 8, n & 0xff]);
+        const h = packetHeaderLayout.parse(header) as { magic: number; length: number };
+        expect(h).toEqual({ magic: 0x1234, length: n });
+        const got: number[] = [];
+        new Decoder({ maxPacketSize: 8192 }).push(Buffer.concat([header, Buffer.alloc(n, 7)]), (p) => got.push(p.length));
+        expect(got).toEqual([h.length]);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

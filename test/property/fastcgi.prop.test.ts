@@ -278,3 +278,18 @@ describe('FastCGI name-value pairs', () => {
     );
   });
 });
+
+describe('FastCGI header: the hand-read fast path agrees with the binary-parser layout', () => {
+  it('any 8 bytes read the same both ways', async () => {
+    const { recordHeaderLayout, readRecordHeader, beginRequestLayout, decodeBeginRequest } = await import('../../src/protocols/fastcgi/codec.js');
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 8, maxLength: 8 }), (b) => {
+        const viaParser = recordHeaderLayout.parse(Buffer.from(b)) as Record<string, number>;
+        const fast = readRecordHeader(b);
+        for (const k of ['version', 'type', 'requestId', 'contentLength', 'paddingLength'] as const) expect(fast[k]).toBe(viaParser[k]);
+        expect(decodeBeginRequest(b)).toEqual(beginRequestLayout.parse(Buffer.from(b)));
+      }),
+      run,
+    );
+  });
+});
