@@ -9,3 +9,18 @@ export { buildEnviron, percentDecode, type ServerContext } from './runner/enviro
 export { Gateway, DEFAULT_LIMITS, type Limits } from './runner/gateway.js';
 export { validator, checkEnviron } from './runner/validate.js';
 export { fileWrapper } from './runner/file-wrapper.js';
+export {
+  fromFetch,
+  toFetch,
+  fromNodeListener,
+  toNodeListener,
+  type ExecutionContext,
+  type FetchApp,
+  type FetchHandler,
+  type FromAdapterOptions,
+  type NodeListener,
+  type ToFetchOptions,
+  type ToNodeListenerOptions,
+} from './adapters/index.js';
+export { loadConfig, parseConfig, buildApp, ConfigError, type TsgiConfig } from './config/index.js';
+export { compose, type Middleware } from './middleware/index.js';

@@ -48,14 +48,56 @@ export async function loadModule(spec: string): Promise<{ value: unknown; spec: 
   return { value: mod[s.exportName], spec: s, where };
 }
 
-/** Loads the module and checks its export is an app (a function). */
-export async function loadApp(spec: string): Promise<App> {
+export type AppInterface = 'tsgi' | 'fetch' | 'node';
+
+export interface LoadAppOptions {
+  /**
+   * The export's interface: a TSGI app, a Fetch handler or a Node (req, res) listener. Default:
+   * TSGI_INTERFACE from the environment (set by `--interface`), else told by the export's shape.
+   */
+  interface?: string;
+}
+
+/**
+ * Loads the module and makes its export a TSGI app: a TSGI function as it is; a Fetch handler
+ * (an object with fetch(), Hono) or a Node listener (Express, Koa, Fastify) through the adapters.
+ */
+export async function loadApp(spec: string, opts: LoadAppOptions = {}): Promise<App> {
+  return (await loadAdaptedApp(spec, opts)).app;
+}
+
+/** loadApp, also telling which interface was taken and why (for the start-up log). */
+export async function loadAdaptedApp(spec: string, opts: LoadAppOptions = {}): Promise<{ app: App; interface: AppInterface; reason: string }> {
+  const iface = checkInterface(opts.interface ?? (process.env.TSGI_INTERFACE || undefined));
   const { value, spec: s, where } = await loadModule(spec);
-  if (typeof value !== 'function') {
-    throw new UsageError(
-      'TSGI_APP_NOT_FUNCTION',
-      `export '${s.exportName}' of ${where.split(':')[0]} is not a function (got ${value === null ? 'null' : typeof value})`,
-    );
+  const what = `export '${s.exportName}' of ${where.split(':')[0]}`;
+  // A plain TSGI function needs none of the adapters (CGI start-up pays for every import).
+  if (typeof value === 'function' && (iface === 'tsgi' || (iface === undefined && value.length !== 1 && !isConnectLike(value)))) {
+    if (iface === undefined) await warnIfListener(value, what);
+    return { app: value as App, interface: 'tsgi', reason: iface ? '--interface tsgi' : 'a function' };
   }
-  return value as App;
+  const { adaptExport } = await import('./adapters/index.js');
+  return adaptExport(value, iface, what);
+}
+
+function checkInterface(v: string | undefined): AppInterface | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'tsgi' || v === 'fetch' || v === 'node') return v;
+  throw new UsageError('TSGI_BAD_OPTION', `--interface wants tsgi, fetch or node, got '${v}'`);
+}
+
+function isConnectLike(v: unknown): boolean {
+  const o = v as { handle?: unknown; use?: unknown };
+  return typeof o.handle === 'function' && typeof o.use === 'function';
+}
+
+/** A two-parameter function spelled (req, res) is TSGI by default: say how to serve it as Node's. */
+async function warnIfListener(value: unknown, what: string): Promise<void> {
+  if (typeof value !== 'function' || value.length !== 2) return;
+  if (!/^\s*(?:async\s+)?(?:function\b[^(]*)?\(\s*(?:req|request|incoming)\b[^,]*,\s*(?:res|response|reply|outgoing)\b/.test(Function.prototype.toString.call(value))) return;
+  const { createLineLogger } = await import('./log-line.js');
+  createLineLogger().warn(
+    { code: 'TSGI_APP_LOOKS_LIKE_NODE' },
+    `${what} takes (req, res): served as a TSGI app (environ, startResponse); if it is a Node request listener, pass --interface node`,
+  );
 }

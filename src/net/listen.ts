@@ -117,6 +117,32 @@ export async function removeStaleSocket(path: string): Promise<void> {
   fs.unlinkSync(path);
 }
 
+/** The first file descriptor systemd passes (SD_LISTEN_FDS_START). */
+export const SD_LISTEN_FDS_START = 3;
+
+export interface SystemdSockets {
+  /** The inherited sockets: 3, 4, ... */
+  fds: number[];
+  /** LISTEN_FDNAMES (FileDescriptorName= of the socket unit), one per fd when given. */
+  names: string[];
+}
+
+/**
+ * Sockets handed over by systemd socket activation (sd_listen_fds(3)): LISTEN_FDS sockets from
+ * fd 3 on, meant for this process only if LISTEN_PID is its pid. The variables are removed from
+ * the environment (as sd_listen_fds(1) does), so that programs the app starts do not take them.
+ */
+export function takeSystemdSockets(env: NodeJS.ProcessEnv = process.env, pid = process.pid): SystemdSockets | undefined {
+  const count = Number(env.LISTEN_FDS);
+  const forUs = env.LISTEN_PID !== undefined && Number(env.LISTEN_PID) === pid;
+  const names = env.LISTEN_FDNAMES?.split(':') ?? [];
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDNAMES;
+  if (!forUs || !Number.isInteger(count) || count < 1) return undefined;
+  return { fds: Array.from({ length: count }, (_, i) => SD_LISTEN_FDS_START + i), names };
+}
+
 /**
  * True when file descriptor 0 is a socket, as mod_fcgid and spawn-fcgi start a FastCGI program
  * (FastCGI spec 2.2, FCGI_LISTENSOCK_FILENO). A connected socket fails to listen with a clear error.

@@ -4,6 +4,7 @@
 import type net from 'node:net';
 import type { Gateway } from '../runner/gateway.js';
 import type { Protocol } from '../types.js';
+import { DRAIN_GRACE_MS } from './stream-server.js';
 
 export interface ProtocolServer {
   server: net.Server;
@@ -32,9 +33,14 @@ export const PROTOCOLS: Record<string, { defaultPort: number; create: (gw: Gatew
       return {
         server,
         drain() {
-          server.closeIdleConnections();
-          // Connections that finish a request after this are idle too: keep sweeping.
-          const t = setInterval(() => server.closeIdleConnections(), 100);
+          // Responses now say Connection: close (the server no longer listens). Idle connections
+          // get DRAIN_GRACE_MS to send the request that may be on its way (a client reusing a
+          // kept-alive connection, one just accepted) before they are closed; then keep sweeping,
+          // as connections that finish a request are idle too.
+          const t = setTimeout(() => {
+            server.closeIdleConnections();
+            setInterval(() => server.closeIdleConnections(), 100).unref();
+          }, DRAIN_GRACE_MS);
           t.unref();
         },
       };

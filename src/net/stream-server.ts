@@ -16,6 +16,14 @@ export interface Connection {
   drain(): void;
 }
 
+/**
+ * On shutdown, an idle connection gets this long to begin a request before it is closed: a
+ * connection just accepted has its first request on the way, and a web server may be sending one
+ * on a kept-alive connection; closing under it would fail that request. The request is answered,
+ * and the connection closed after it.
+ */
+export const DRAIN_GRACE_MS = 1000;
+
 export interface StreamServerOptions {
   /** Only peers in this list may connect (FastCGI's FCGI_WEB_SERVER_ADDRS). */
   allow?: net.BlockList;
@@ -32,6 +40,29 @@ export function createStreamServer(
   const connections = new Set<Connection>();
   const sweeper = new Sweeper(gw, name);
   let draining = false;
+  /** Idle connections in their grace, with their request count when it began. */
+  const waiting = new Map<Connection, number>();
+  let graceTimer: NodeJS.Timeout | undefined;
+  let graceSince = 0;
+  // Shutting down: a busy connection closes after its requests; an idle one once it begins a
+  // request (closed after it; one that began and ended between two looks is closed now) or after
+  // DRAIN_GRACE_MS.
+  const drainSoon = (c: Connection) => {
+    if (!c.idle()) return c.drain();
+    waiting.set(c, c.requests);
+    graceTimer ??= setInterval(() => {
+      const late = performance.now() - graceSince >= DRAIN_GRACE_MS;
+      for (const [w, requests] of waiting) {
+        if (!late && w.idle() && w.requests === requests) continue;
+        waiting.delete(w);
+        if (connections.has(w)) w.drain();
+      }
+      if (waiting.size === 0) {
+        clearInterval(graceTimer);
+        graceTimer = undefined;
+      }
+    }, 20);
+  };
   const server = net.createServer({ noDelay: true, allowHalfOpen: opts.allowHalfOpen ?? false }, (socket) => {
     if (opts.allow && socket.remoteAddress && !peerAllowed(opts.allow, socket.remoteAddress)) {
       gw.log.warn({ peer: socket.remoteAddress }, `${name}: connection refused: peer not in FCGI_WEB_SERVER_ADDRS`);
@@ -46,17 +77,20 @@ export function createStreamServer(
     sweeper.add(conn, socket);
     socket.once('close', () => {
       connections.delete(conn);
+      waiting.delete(conn);
       sweeper.delete(conn);
     });
-    if (draining) conn.drain();
+    if (draining) drainSoon(conn);
   });
   server.maxConnections = gw.limits.maxConnections;
   server.once('close', () => sweeper.stop());
   return {
     server,
     drain() {
+      if (draining) return;
       draining = true;
-      for (const c of connections) c.drain();
+      graceSince = performance.now();
+      for (const c of connections) drainSoon(c);
     },
   };
 }

@@ -28,6 +28,14 @@ export class RequestAbort {
 /** What the runner and environ accept: a plain AbortSignal, or a RequestAbort. */
 export type AbortFlag = AbortSignal | RequestAbort;
 
+/** A RequestAbort set when `flag` is, and that can also be set on its own (--timeout). */
+export function followFlag(flag: AbortFlag): RequestAbort {
+  const own = new RequestAbort();
+  if (flag.aborted) own.abort();
+  else signalOf(flag).addEventListener('abort', () => own.abort(), { once: true });
+  return own;
+}
+
 export function signalOf(flag: AbortFlag): AbortSignal {
   return flag instanceof RequestAbort ? flag.signal : flag;
 }

@@ -1,9 +1,10 @@
 // What every protocol server shares: the app, the log, the limits, and one call that turns
 // CGI variables + a body queue + a sink into a finished request.
 
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log-line.js';
 import type { App, ErrorStream, Protocol } from '../types.js';
-import type { AbortFlag } from './abort.js';
+import { followFlag, RequestAbort, type AbortFlag } from './abort.js';
 import { buildEnviron } from './environ.js';
 import { LogErrorStream } from './errors-stream.js';
 import { RequestError } from '../errors.js';
@@ -27,6 +28,8 @@ export interface Limits {
   idleTimeoutMs: number;
   /** A request head must arrive whole within this many ms. */
   headerTimeoutMs: number;
+  /** A response must be complete within this many ms, else 504 or aborted (--timeout); 0 = no limit. */
+  requestTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -37,6 +40,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxConnections: 10_000,
   idleTimeoutMs: 5 * 60_000,
   headerTimeoutMs: 60_000,
+  requestTimeoutMs: 0,
 };
 
 export interface GatewayOptions {
@@ -49,7 +53,37 @@ export interface GatewayOptions {
   debug?: boolean;
   accessLog?: boolean;
   limits?: Partial<Limits>;
+  /** The worker process (--workers), named in the access log. */
+  worker?: number;
+  /** A request running longer than this many ms is counted and logged as slow (0: off). */
+  slowRequestMs?: number;
+  /** Requests for this path (SCRIPT_NAME + PATH_INFO) go to `app` instead (--status-path). */
+  status?: { path: string; app: App };
+  /** Keep the table of requests in flight (`current`), for the status page. */
+  track?: boolean;
 }
+
+/** A request under way, as the status page lists it. */
+export interface CurrentRequest {
+  id: string;
+  method: string;
+  path: string;
+  /** Date.now() when it began. */
+  since: number;
+}
+
+/** Counters since the process started, for the status page and --max-requests. */
+export interface GatewayStats {
+  /** Requests finished (close() included). */
+  requests: number;
+  /** ... of which ran longer than slowRequestMs. */
+  slow: number;
+  /** ... of which ran over --timeout. */
+  timeouts: number;
+}
+
+/** X-Request-Id taken from a request: printable ASCII without spaces, at most 128 characters. */
+const SANE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 export class Gateway {
   readonly app: App;
@@ -57,10 +91,21 @@ export class Gateway {
   readonly limits: Limits;
   readonly debug: boolean;
   readonly accessLog: boolean;
+  readonly worker: number | undefined;
+  readonly slowRequestMs: number;
   private readonly ctx: { protocol: Protocol; multiprocess: boolean; multithread: boolean; runOnce: boolean };
+  private readonly status: { path: string; app: App } | undefined;
   /** Requests under way, across all connections. */
   active = 0;
+  readonly stats: GatewayStats = { requests: 0, slow: 0, timeouts: 0 };
+  /** Requests under way by sequence number (with `track`). */
+  readonly current: Map<number, CurrentRequest> | undefined;
+  /** Called after each request is finished (--max-requests counts them). */
+  onRequestDone: (() => void) | undefined;
   private idleWaiters: Array<() => void> = [];
+  private seq = 0;
+  /** Generated request ids: a random prefix per process, then a counter. */
+  private readonly idPrefix = randomBytes(6).toString('base64url');
 
   constructor(o: GatewayOptions) {
     this.app = o.app;
@@ -68,6 +113,10 @@ export class Gateway {
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.debug = o.debug ?? false;
     this.accessLog = o.accessLog ?? false;
+    this.worker = o.worker;
+    this.slowRequestMs = o.slowRequestMs ?? 0;
+    this.status = o.status;
+    this.current = o.track ? new Map() : undefined;
     this.ctx = {
       protocol: o.protocol,
       multiprocess: o.multiprocess ?? false,
@@ -90,21 +139,45 @@ export class Gateway {
     app: App = this.app,
   ): Promise<RunResult> {
     this.active++;
+    const seq = ++this.seq;
+    const given = vars.HTTP_X_REQUEST_ID;
+    const requestId = given !== undefined && SANE_REQUEST_ID.test(given) ? given : `${this.idPrefix}-${seq.toString(36)}`;
     const errs = errors ?? new LogErrorStream(this.log);
+    const timeoutMs = this.limits.requestTimeoutMs;
+    // The timeout sets the request's flag, so that the app's tsgi.signal fires: it needs one it may set.
+    const flag = timeoutMs > 0 && !(signal instanceof RequestAbort) ? followFlag(signal) : signal;
     try {
-      const environ = buildEnviron(vars, input, errs, signal, this.ctx);
-      return await runApp({
+      const environ = buildEnviron(vars, input, errs, flag, this.ctx);
+      environ['tsgi.request_id'] = requestId;
+      const path = environ.SCRIPT_NAME + environ.PATH_INFO;
+      if (this.status && app === this.app && path === this.status.path) app = this.status.app;
+      this.current?.set(seq, { id: requestId, method: environ.REQUEST_METHOD, path, since: Date.now() });
+      const started = this.slowRequestMs > 0 ? performance.now() : 0;
+      const r = await runApp({
         app,
         environ,
         sink,
-        signal,
+        signal: flag,
         log: this.log,
         debug: this.debug,
         accessLog: this.accessLog,
+        timeoutMs,
+        requestId,
+        worker: this.worker,
       });
+      if (r.outcome === 'timeout') this.stats.timeouts++;
+      const ms = started ? Math.round(performance.now() - started) : 0;
+      if (this.slowRequestMs > 0 && ms >= this.slowRequestMs) {
+        this.stats.slow++;
+        this.log.warn({ code: 'TSGI_SLOW_REQUEST', requestId, method: environ.REQUEST_METHOD, path, ms, status: r.status }, 'slow request');
+      }
+      return r;
     } finally {
       errs.flush();
       input.discard();
+      this.current?.delete(seq);
+      this.stats.requests++;
+      this.onRequestDone?.();
       if (--this.active === 0 && this.idleWaiters.length) {
         const ws = this.idleWaiters;
         this.idleWaiters = [];

@@ -5,7 +5,7 @@
 import { AppError, ClientGoneError, RequestError } from '../errors.js';
 import type { Logger } from '../log-line.js';
 import type { App, Body, Chunk, Environ, HeaderList, StartResponse, WriteCallable } from '../types.js';
-import { signalOf, type AbortFlag } from './abort.js';
+import { followFlag, RequestAbort, signalOf, type AbortFlag } from './abort.js';
 import type { ResponseSink } from './sink.js';
 import { bodyless, checkHeaders, checkStatus, copyHeaders, statusCode } from './start-response.js';
 
@@ -20,13 +20,23 @@ export interface RunOptions {
   debug?: boolean;
   /** Writes one access-log line per request at level info. */
   accessLog?: boolean;
+  /**
+   * The response must be complete within this many ms (0: no limit): past it, a response whose
+   * headers are not sent yet is answered 504, one under way is aborted, and the abort flag is set
+   * (environ['tsgi.signal'] fires when `signal` is a RequestAbort) so that the app can stop.
+   */
+  timeoutMs?: number;
+  /** Named in the access log and in the lines about this request. */
+  requestId?: string;
+  /** The worker process (--workers), named in the access log. */
+  worker?: number;
 }
 
 export interface RunResult {
   status: number;
   /** Body bytes handed to the sink. */
   bytes: number;
-  outcome: 'ok' | 'error' | 'aborted';
+  outcome: 'ok' | 'error' | 'aborted' | 'timeout';
 }
 
 type Outcome = RunResult['outcome'];
@@ -52,10 +62,17 @@ class Run {
   private readonly started = performance.now();
   private closeFn: (() => unknown) | undefined;
   private readonly o: RunOptions;
+  /** o.signal, or a flag that follows it and that the timeout can set. */
+  private readonly flag: AbortFlag;
+  private timer: NodeJS.Timeout | undefined;
+  private timedOut = false;
+  /** The 504 being written after a timeout. */
+  private timeoutAnswer: Promise<void> | undefined;
 
   constructor(o: RunOptions) {
     this.o = o;
     this.isHead = o.environ.REQUEST_METHOD === 'HEAD';
+    this.flag = o.timeoutMs && !(o.signal instanceof RequestAbort) ? followFlag(o.signal) : o.signal;
   }
 
   private readonly startResponse: StartResponse = (status, headers, excInfo) => {
@@ -78,7 +95,7 @@ class Run {
 
   private readonly write: WriteCallable = (chunk) => {
     if (this.ended) throw new AppError('write() called after the response ended');
-    if (this.o.signal.aborted) throw new ClientGoneError();
+    if (this.flag.aborted) throw new ClientGoneError();
     if (this.status === undefined) throw new AppError('write() called before startResponse()');
     return this.send(toBytes(chunk), false);
   };
@@ -86,6 +103,7 @@ class Run {
   async run(): Promise<RunResult> {
     const { o } = this;
     let outcome: Outcome = 'ok';
+    if (o.timeoutMs) this.timer = setTimeout(() => this.onTimeout(), o.timeoutMs);
     try {
       const r = o.app(o.environ, this.startResponse);
       const body = (isThenable(r) ? await r : r) as Body;
@@ -100,19 +118,64 @@ class Run {
       } else {
         throw new AppError('the app must return an iterable or async iterable body');
       }
-      if (o.signal.aborted) throw new ClientGoneError();
+      if (this.flag.aborted) throw new ClientGoneError();
       if (this.status === undefined) throw new AppError('the app returned without calling startResponse()');
       await this.finish();
     } catch (err) {
       outcome = await this.fail(err);
     } finally {
+      clearTimeout(this.timer);
+      if (this.timeoutAnswer) await this.timeoutAnswer;
       this.ended = true;
       await this.close();
     }
-    if (o.signal.aborted && outcome === 'ok') outcome = 'aborted';
+    if (this.flag.aborted && outcome === 'ok') outcome = 'aborted';
+    if (this.timedOut) outcome = 'timeout';
     const code = this.status !== undefined && this.headersSent ? statusCode(this.status) : 0;
-    if (o.accessLog) this.logAccess(code, outcome);
+    if (o.accessLog) this.logAccess(code, outcome, Math.round((performance.now() - this.started) * 1000) / 1000);
     return { status: code, bytes: this.bytes, outcome };
+  }
+
+  /**
+   * --timeout: the response is not complete in time. Before the headers: a 504 now; after them:
+   * the runner's abort path. Either way the flag is set, so that iteration stops, close() runs,
+   * and the app sees tsgi.signal fire. Code still running in the app is not interrupted.
+   */
+  private onTimeout(): void {
+    if (this.ended && this.headersSent) return;
+    const { o } = this;
+    this.timedOut = true;
+    const before = !this.headersSent;
+    o.log.warn(
+      { code: 'TSGI_REQUEST_TIMEOUT', requestId: o.requestId, method: o.environ.REQUEST_METHOD, path: o.environ.SCRIPT_NAME + o.environ.PATH_INFO, timeoutS: o.timeoutMs! / 1000 },
+      before ? 'request timed out before its response began; answered 504' : 'request timed out during its response; response aborted',
+    );
+    if (before) {
+      this.headersSent = true;
+      this.finished = true;
+      this.ended = true;
+      this.status = '504 Gateway Timeout';
+      const text = Buffer.from('Gateway Timeout: the app did not answer in time\n', 'utf8');
+      this.bytes = this.isHead ? 0 : text.length;
+      const headers: HeaderList = [
+        ['Content-Type', 'text/plain; charset=utf-8'],
+        ['Content-Length', String(text.length)],
+      ];
+      this.timeoutAnswer = (async () => {
+        try {
+          const p1 = o.sink.start(this.status!, headers, this.isHead ? null : text, true);
+          if (p1) await p1;
+          const p2 = o.sink.end();
+          if (p2) await p2;
+        } catch (e) {
+          o.sink.abort(e instanceof Error ? e : new Error(String(e)));
+        }
+      })();
+    } else if (!this.ended) {
+      this.ended = true;
+      o.sink.abort(Object.assign(new Error('request timed out'), { code: 'TSGI_REQUEST_TIMEOUT' }));
+    }
+    (this.flag as RequestAbort).abort();
   }
 
   private async iterateSync(body: Iterable<Chunk>): Promise<void> {
@@ -122,7 +185,7 @@ class Run {
       for (let i = 0; i < body.length; i++) {
         const p = this.send(this.checkChunk(body[i] as Chunk), i === body.length - 1);
         if (p) await this.settle(p);
-        if (this.finished || this.o.signal.aborted) return;
+        if (this.finished || this.flag.aborted) return;
       }
       return;
     }
@@ -139,7 +202,7 @@ class Run {
         }
         const p = this.send(this.checkChunk(r.value), false);
         if (p) await this.settle(p);
-        if (this.finished || this.o.signal.aborted) return;
+        if (this.finished || this.flag.aborted) return;
       }
     } finally {
       if (!done) it.return?.();
@@ -148,8 +211,8 @@ class Run {
 
   /** Waits for the sink's backpressure, or for the client to go away, whichever comes first. */
   private async settle(p: Promise<void>): Promise<void> {
-    if (this.o.signal.aborted) return;
-    const aborted = abortPromise(signalOf(this.o.signal));
+    if (this.flag.aborted) return;
+    const aborted = abortPromise(signalOf(this.flag));
     try {
       await Promise.race([p, aborted.promise]);
     } finally {
@@ -159,7 +222,7 @@ class Run {
 
   private async iterateAsync(body: AsyncIterable<Chunk>): Promise<void> {
     const it = body[Symbol.asyncIterator]();
-    const aborted = abortPromise(signalOf(this.o.signal));
+    const aborted = abortPromise(signalOf(this.flag));
     let done = false;
     try {
       for (;;) {
@@ -170,7 +233,7 @@ class Run {
         }
         const p = this.send(this.checkChunk(r.value), false);
         if (p) await this.settle(p);
-        if (this.finished || this.o.signal.aborted) return;
+        if (this.finished || this.flag.aborted) return;
       }
     } finally {
       aborted.dispose();
@@ -245,7 +308,7 @@ class Run {
       if (p) await this.settle(p);
     }
     if (short) throw new AppError(`the app sent ${this.bytes} bytes of the ${cl} its Content-Length declared`);
-    if (this.o.signal.aborted) throw new ClientGoneError();
+    if (this.flag.aborted) throw new ClientGoneError();
     const p = this.o.sink.end();
     this.ended = true;
     if (p) await this.settle(p);
@@ -255,14 +318,15 @@ class Run {
   private async fail(err: unknown): Promise<Outcome> {
     const { o } = this;
     const error = err instanceof Error ? err : new Error(String(err));
-    if (o.signal.aborted || error instanceof ClientGoneError) {
+    if (this.timedOut) return 'timeout';
+    if (this.flag.aborted || error instanceof ClientGoneError) {
       this.ended = true;
       o.log.debug({ code: 'TSGI_CLIENT_GONE' }, 'client went away before the response was complete');
       return 'aborted';
     }
     if (this.headersSent || this.ended) {
       this.ended = true;
-      o.log.error({ err: error }, 'error after the response headers were sent; response aborted');
+      o.log.error({ err: error, requestId: o.requestId }, 'error after the response headers were sent; response aborted');
       o.sink.abort(error);
       return 'error';
     }
@@ -274,9 +338,9 @@ class Run {
     if (error instanceof RequestError) {
       status = `${error.status} ${REASONS[error.status] ?? 'Error'}`;
       text = `${REASONS[error.status] ?? 'Error'}: ${error.message}\n`;
-      o.log.warn({ code: error.code }, error.message);
+      o.log.warn({ code: error.code, requestId: o.requestId }, error.message);
     } else {
-      o.log.error({ err: error }, 'app error before the response headers were sent');
+      o.log.error({ err: error, requestId: o.requestId }, 'app error before the response headers were sent');
       if (o.debug) text += `\n${error.stack ?? error.message}\n`;
     }
     this.status = status;
@@ -289,7 +353,7 @@ class Run {
       ];
       const p1 = o.sink.start(status, headers, this.isHead ? null : bytes, true);
       if (p1) await this.settle(p1);
-      if (o.signal.aborted) return 'error';
+      if (this.flag.aborted) return 'error';
       const p2 = o.sink.end();
       if (p2) await this.settle(p2);
     } catch (e) {
@@ -310,7 +374,7 @@ class Run {
     }
   }
 
-  private logAccess(code: number, outcome: Outcome): void {
+  private logAccess(code: number, outcome: Outcome, ms: number): void {
     const e = this.o.environ;
     this.o.log.info(
       {
@@ -319,8 +383,10 @@ class Run {
         query: e.QUERY_STRING || undefined,
         status: code,
         bytes: this.bytes,
-        ms: Math.round((performance.now() - this.started) * 1000) / 1000,
+        ms,
         outcome: outcome === 'ok' ? undefined : outcome,
+        requestId: this.o.requestId,
+        worker: this.o.worker,
       },
       'request',
     );

@@ -136,8 +136,11 @@ class AjpConnection implements Connection, ResponseSink {
   }
 
   drain(): void {
+    // An idle connection is left for httpd to use once more rather than closed under it: closing
+    // it could cross a request already on its way, and mod_proxy_ajp does not resend one it has
+    // sent. Its next CPING is answered by closing (httpd with ping= then retries on a new
+    // connection), its next request with END_RESPONSE reuse = 0; the process exit closes the rest.
     this.draining = true;
-    if (this.state === State.Idle) this.socket.end();
   }
 
   private packet(payload: Uint8Array): void {
@@ -147,7 +150,8 @@ class AjpConnection implements Connection, ResponseSink {
       case PrefixCode.ForwardRequest:
         return this.forward(decodeForwardRequest(payload));
       case PrefixCode.CPing:
-        this.socket.write(encodeCPong());
+        if (this.draining) this.socket.end();
+        else this.socket.write(encodeCPong());
         return;
       case PrefixCode.Shutdown:
         if (this.cfg.allowShutdown) {

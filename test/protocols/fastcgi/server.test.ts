@@ -121,7 +121,8 @@ const echoApp: App = async (environ, startResponse) => {
 
 function stringVars(environ: Environ): Record<string, string> {
   const vars: Record<string, string> = {};
-  for (const [k, v] of Object.entries(environ)) if (typeof v === 'string') vars[k] = v;
+  // tsgi.request_id differs from one request to the next (a counter): not part of what is compared.
+  for (const [k, v] of Object.entries(environ)) if (typeof v === 'string' && k !== 'tsgi.request_id') vars[k] = v;
   return vars;
 }
 
