@@ -19,6 +19,8 @@ export function createHttpServer(gw: Gateway): http.Server {
     maxHeaderSize: gw.limits.maxHeaderBytes,
     requestTimeout: 0, // the app may stream for as long as it likes; idle/header timeouts below
     headersTimeout: gw.limits.headerTimeoutMs,
+    // node checks headersTimeout only this often (default 30 s): a slowloris would get that long.
+    connectionsCheckingInterval: Math.max(250, Math.min(30_000, gw.limits.headerTimeoutMs / 4 || 30_000)),
     keepAliveTimeout: 5_000,
     // A body of GET with both Transfer-Encoding and Content-Length is refused by llhttp (strict
     // mode): keep it that way (request smuggling).
@@ -27,10 +29,14 @@ export function createHttpServer(gw: Gateway): http.Server {
   server.maxConnections = gw.limits.maxConnections;
   server.on('request', (req, res) => handleRequest(gw, req, res));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    gw.log.debug({ code: err.code }, `http: bad request from client: ${err.message}`);
+    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timeout) gw.log.warn({ code: 'TSGI_HEADER_TIMEOUT' }, 'http: request head not received in time; connection closed');
+    else gw.log.debug({ code: err.code }, `http: bad request from client: ${err.message}`);
     if (socket.writable && !socket.destroyed) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      const status = timeout ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      // The connection is done for: close it fully once the answer is out, whatever the peer does.
+      socket.destroySoon();
     } else socket.destroy();
   });
   return server;
