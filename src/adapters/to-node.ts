@@ -7,12 +7,11 @@ import type { Socket } from 'node:net';
 import { ClientGoneError } from '../errors.js';
 import { createLineLogger, type Logger } from '../log-line.js';
 import { RequestAbort } from '../runner/abort.js';
-import { cgiHeaderName, parseContentLength, percentDecode } from '../runner/environ.js';
+import { addHeaderVar, parseContentLength, percentDecode } from '../runner/environ.js';
+import { HttpSink } from '../protocols/http/server.js';
 import { Gateway, refusingApp, type Limits } from '../runner/gateway.js';
 import type { BodyQueue } from '../runner/input.js';
-import type { ResponseSink } from '../runner/sink.js';
-import { statusCode } from '../runner/start-response.js';
-import type { App, HeaderList } from '../types.js';
+import type { App } from '../types.js';
 
 export interface ToNodeListenerOptions {
   /** Where log lines go (JSON lines on standard error by default). */
@@ -67,12 +66,12 @@ export function toNodeListener(app: App, options: ToNodeListenerOptions = {}): (
         req.on('error', (err) => input.fail(err));
       }
     }
-    const sink = new NodeSink(res);
+    const sink = new HttpSink(res);
     res.on('close', () => {
       if (!res.writableFinished) {
         input.fail(new ClientGoneError());
         abort.abort();
-        sink.released();
+        sink.closed();
       }
     });
     void gw.handle(vars, input, sink, abort, undefined, refuse ? refusingApp(refuse) : undefined);
@@ -102,70 +101,10 @@ function nodeRequestVars(req: MountedRequest): Record<string, string> {
   if (sock?.remotePort !== undefined) vars.REMOTE_PORT = String(sock.remotePort);
   if (https) vars.HTTPS = 'on';
   const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const key = cgiHeaderName(raw[i]!);
-    if (key === null) continue;
-    const value = raw[i + 1]!;
-    const prev = vars[key];
-    if (prev === undefined) vars[key] = value;
-    else if (key === 'CONTENT_LENGTH' || key === 'CONTENT_TYPE') continue;
-    else vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
-  }
+  for (let i = 0; i < raw.length; i += 2) addHeaderVar(vars, raw[i]!, raw[i + 1]!);
   const host = vars.HTTP_HOST;
   const m = host ? /^(\[[^\]]*\]|[^:]*)(?::([0-9]+))?$/.exec(host) : null;
   vars.SERVER_NAME = m?.[1] || sock?.localAddress || 'localhost';
   vars.SERVER_PORT = m?.[2] ?? (host ? (https ? '443' : '80') : String(sock?.localPort ?? (https ? 443 : 80)));
   return vars;
-}
-
-/** The runner's response onto a ServerResponse, with its backpressure. */
-class NodeSink implements ResponseSink {
-  private drainWait: Promise<void> | null = null;
-  private release: (() => void) | null = null;
-  private readonly res: http.ServerResponse;
-
-  constructor(res: http.ServerResponse) {
-    this.res = res;
-  }
-
-  start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
-    const flat: string[] = [];
-    for (const [n, v] of headers) flat.push(n, v);
-    this.res.writeHead(statusCode(status), status.slice(4), flat);
-    if (last) {
-      this.res.end(chunk ?? undefined);
-      return;
-    }
-    if (chunk) return this.write(chunk);
-    this.res.flushHeaders();
-  }
-
-  write(chunk: Uint8Array): void | Promise<void> {
-    if (this.res.write(chunk)) return;
-    if (!this.drainWait) {
-      this.drainWait = new Promise<void>((resolve) => {
-        this.release = resolve;
-        this.res.once('drain', () => this.released());
-      });
-    }
-    return this.drainWait;
-  }
-
-  end(): void {
-    if (!this.res.writableEnded) this.res.end();
-  }
-
-  abort(error: Error): void {
-    this.released();
-    void error;
-    // Cut mid-body: a chunked response lacks its last chunk, a Content-Length one is short.
-    this.res.destroy();
-  }
-
-  released(): void {
-    const r = this.release;
-    this.release = null;
-    this.drainWait = null;
-    r?.();
-  }
 }

@@ -118,6 +118,18 @@ export function parseContentLength(value: string | undefined): number | undefine
   return Number(value);
 }
 
+/**
+ * Adds one request header to `vars` as its CGI variable. A repeated header is joined as HTTP
+ * joins it (", "; cookies with "; "); a repeated Content-Length or Content-Type keeps the first.
+ */
+export function addHeaderVar(vars: Record<string, string>, name: string, value: string): void {
+  const key = cgiHeaderName(name);
+  if (key === null) return;
+  const prev = vars[key];
+  if (prev === undefined) vars[key] = value;
+  else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+}
+
 /** `Some-Header` -> `HTTP_SOME_HEADER`; null for names CGI cannot carry unambiguously. */
 export function cgiHeaderName(name: string): string | null {
   // A header with an underscore would collide with its dashed twin once converted

@@ -301,6 +301,27 @@ class PayloadReader {
   }
 }
 
+/** num_headers, then each header: a coded name (0xA0xx, from `codes`) or a string, and a value. */
+function readHeaders(r: PayloadReader, codes: readonly string[], side: string): Array<[string, string]> {
+  const count = r.u16('num_headers');
+  const headers: Array<[string, string]> = [];
+  for (let i = 0; i < count; i++) {
+    let name: string;
+    const nameLength = r.u16('header name');
+    if (nameLength >>> 8 === HEADER_CODE_MARKER) {
+      const known = codes[nameLength & 0xff];
+      if (known === undefined || known === '') throw r.fail(`unknown ${side} header code ${hex4(nameLength)}`);
+      name = known;
+    } else if (nameLength === NULL_STRING_LENGTH) {
+      throw r.fail('null header name');
+    } else {
+      name = r.chars(nameLength, 'header name');
+    }
+    headers.push([name, r.string('header value')]);
+  }
+  return headers;
+}
+
 /**
  * Decodes a FORWARD_REQUEST payload (from its prefix byte, 2). Throws `ProtocolError`
  * `TSGI_AJP_BAD_REQUEST` for anything truncated or malformed: another prefix, an unknown
@@ -321,22 +342,7 @@ export function decodeForwardRequest(payload: Uint8Array): ForwardRequest {
   const serverPort = r.u16('server_port');
   const isSsl = r.u8('is_ssl') !== 0;
 
-  const headerCount = r.u16('num_headers');
-  const headers: Array<[string, string]> = [];
-  for (let i = 0; i < headerCount; i++) {
-    let name: string;
-    const nameLength = r.u16('header name');
-    if (nameLength >>> 8 === HEADER_CODE_MARKER) {
-      const known = REQUEST_HEADER_NAMES[nameLength & 0xff];
-      if (known === undefined || known === '') throw r.fail(`unknown request header code ${hex4(nameLength)}`);
-      name = known;
-    } else if (nameLength === NULL_STRING_LENGTH) {
-      throw r.fail('null header name');
-    } else {
-      name = r.chars(nameLength, 'header name');
-    }
-    headers.push([name, r.string('header value')]);
-  }
+  const headers = readHeaders(r, REQUEST_HEADER_NAMES, 'request');
 
   const attributes: ForwardRequest['attributes'] = {};
   const requestAttributes: Array<[string, string]> = [];
@@ -731,22 +737,7 @@ export function decodeContainerPacket(payload: Uint8Array): ContainerPacket {
     case PrefixCode.SendHeaders: {
       const status = r.u16('status');
       const message = r.string('status message');
-      const count = r.u16('num_headers');
-      const headers: Array<[string, string]> = [];
-      for (let i = 0; i < count; i++) {
-        let name: string;
-        const nameLength = r.u16('header name');
-        if (nameLength >>> 8 === HEADER_CODE_MARKER) {
-          const known = RESPONSE_HEADER_NAMES[nameLength & 0xff];
-          if (known === undefined || known === '') throw r.fail(`unknown response header code ${hex4(nameLength)}`);
-          name = known;
-        } else if (nameLength === NULL_STRING_LENGTH) {
-          throw r.fail('null header name');
-        } else {
-          name = r.chars(nameLength, 'header name');
-        }
-        headers.push([name, r.string('header value')]);
-      }
+      const headers = readHeaders(r, RESPONSE_HEADER_NAMES, 'response');
       return { type: 'headers', status, message, headers };
     }
     case PrefixCode.SendBodyChunk: {

@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
 import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
-import { cgiHeaderName, percentDecode } from '../../runner/environ.js';
+import { addHeaderVar, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
@@ -264,13 +264,7 @@ class AjpConnection implements Connection, ResponseSink {
     if (a.sslCert !== undefined) vars.SSL_CLIENT_CERT = a.sslCert;
     if (a.sslKeySize !== undefined) vars.SSL_CIPHER_USEKEYSIZE = String(a.sslKeySize);
     if (a.route !== undefined) vars.AJP_ROUTE = a.route;
-    for (const [name, value] of req.headers) {
-      const key = cgiHeaderName(name);
-      if (key === null) continue;
-      const prev = vars[key];
-      if (prev === undefined) vars[key] = value;
-      else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
-    }
+    for (const [name, value] of req.headers) addHeaderVar(vars, name, value);
     return vars;
   }
 

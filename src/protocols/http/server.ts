@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { ClientGoneError, RequestError } from '../../errors.js';
-import { cgiHeaderName, parseContentLength, percentDecode } from '../../runner/environ.js';
+import { addHeaderVar, parseContentLength, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
 import { BodyQueue } from '../../runner/input.js';
@@ -101,15 +101,7 @@ function requestVars(req: http.IncomingMessage): Record<string, string> {
     GATEWAY_INTERFACE: 'CGI/1.1',
   };
   const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const key = cgiHeaderName(raw[i]!);
-    if (key === null) continue;
-    const value = raw[i + 1]!;
-    const prev = vars[key];
-    if (prev === undefined) vars[key] = value;
-    else if (key === 'CONTENT_LENGTH' || key === 'CONTENT_TYPE') continue;
-    else vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
-  }
+  for (let i = 0; i < raw.length; i += 2) addHeaderVar(vars, raw[i]!, raw[i + 1]!);
   const host = vars.HTTP_HOST;
   vars.SERVER_NAME = host ? host.replace(/:[0-9]*$/, '') : (sock.localAddress ?? 'localhost');
   if (!vars.SERVER_PORT && host) vars.SERVER_PORT = /:([0-9]+)$/.exec(host)?.[1] ?? '80';
@@ -126,7 +118,8 @@ function requestBodyLength(req: http.IncomingMessage, vars: Record<string, strin
   return parseContentLength(vars.CONTENT_LENGTH) ?? 0;
 }
 
-class HttpSink implements ResponseSink {
+/** The runner's response onto a node:http ServerResponse, with its backpressure. */
+export class HttpSink implements ResponseSink {
   private drainWait: Promise<void> | null = null;
   private release: (() => void) | null = null;
   private readonly res: http.ServerResponse;
