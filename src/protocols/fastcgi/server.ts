@@ -168,6 +168,10 @@ class FcgiConnection implements Connection {
   private dead = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   private paramsTimer: NodeJS.Timeout | undefined;
+  /** Requests whose params ended in the chunk being decoded: they start once all of it is
+   * decoded, so that the STDIN records that came with them (all of a GET's, usually) are in
+   * wsgi.input first, and the connection can close the moment the response is out. */
+  private ready: Array<{ req: FcgiRequest; vars: Record<string, string>; errors: LogErrorStream; app: ReturnType<typeof refusingApp> | undefined }> = [];
   private readonly onRecord = (rec: FcgiRecord) => this.record(rec);
   private readonly onDemand = () => this.resumeIfWanted();
   private readonly gw: Gateway;
@@ -181,6 +185,7 @@ class FcgiConnection implements Connection {
     socket.on('data', (chunk: Buffer) => {
       try {
         this.decoder.push(chunk, this.onRecord);
+        if (this.ready.length) this.startReady();
       } catch (err) {
         logProtocolError(gw, 'fastcgi', err, socket.remoteAddress);
         this.destroy();
@@ -318,7 +323,15 @@ class FcgiConnection implements Connection {
     const errors = new LogErrorStream(this.gw.log, this.stderrToWebServer ? req.stderr : undefined);
     if (refuse) this.gw.log.warn({ code: refuse.code }, `fastcgi: ${refuse.message}`);
     const app = refuse ? refusingApp(refuse) : undefined;
-    void this.gw.handle(vars, req.input!, req, req.ac, errors, app);
+    this.ready.push({ req, vars, errors, app });
+  }
+
+  private startReady(): void {
+    const ready = this.ready;
+    this.ready = [];
+    for (const { req, vars, errors, app } of ready) {
+      if (!req.ended) void this.gw.handle(vars, req.input!, req, req.ac, errors, app);
+    }
   }
 
   private stdin(req: FcgiRequest, content: Uint8Array): void {
@@ -510,6 +523,7 @@ class FcgiConnection implements Connection {
   private closed(): void {
     if (this.dead) return;
     this.dead = true;
+    this.ready = [];
     clearTimeout(this.lingerTimer);
     clearTimeout(this.paramsTimer);
     let gone: ClientGoneError | undefined;

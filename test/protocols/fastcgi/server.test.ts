@@ -305,6 +305,31 @@ describe('FCGI_KEEP_CONN', () => {
     expect(c.closeError).toBeUndefined();
   });
 
+  it('without it, a request sent in one write is closed at once, not after the peer half-closes', async () => {
+    // nginx's default: BEGIN, PARAMS and the empty STDIN of a GET come in one write. The app
+    // must start only once all of it is decoded, so that the connection can be closed (close(2),
+    // no shutdown and wait for the peer's FIN) the moment the response is out.
+    let inputDone = false;
+    const srv = await serve((environ, startResponse) => {
+      inputDone = (environ['wsgi.input'] as unknown as { complete: boolean }).complete;
+      startResponse('200 OK', [['Content-Type', 'text/plain']]);
+      return ['hi'];
+    });
+    const seen: string[] = [];
+    srv.ps.server.once('connection', (s: net.Socket) => {
+      s.once('end', () => seen.push('end'));
+      s.once('close', () => seen.push('close'));
+    });
+    const c = await srv.connect();
+    await c.send(encodeRequest(1, { params: get('/') }));
+    await c.waitClosed();
+    expectCompleted(c.req(1));
+    expect(inputDone).toBe(true);
+    // The server closed first: it did not wait for the FIN our side answers its own with.
+    await until(() => seen.includes('close'), 'server socket closed');
+    expect(seen).toEqual(['close']);
+  });
+
   it('with it, two requests in sequence on one connection', async () => {
     const srv = await serve(echoApp);
     const c = await srv.connect();

@@ -41,6 +41,8 @@ export interface ApacheOptions {
   /** Directives after the scaffolding: ProxyPass, <Directory>, ... */
   body: string;
   logLevel?: string;
+  /** Replaces the MPM sizing block below (StartServers, ThreadsPerChild, MaxRequestWorkers, ...). */
+  mpm?: string;
 }
 
 function moduleLine(bin: string, name: string): string {
@@ -77,13 +79,16 @@ DocumentRoot ${d}/htdocs
 <Directory ${d}/htdocs>
   Require all granted
 </Directory>
-# Enough threads for the 100-concurrent-requests test without queueing in the listen backlog.
+${
+  o.mpm ??
+  `# Enough threads for the 100-concurrent-requests test without queueing in the listen backlog.
 <IfModule mpm_event_module>
   StartServers 2
   ThreadsPerChild 64
   MaxRequestWorkers 256
   ServerLimit 4
-</IfModule>
+</IfModule>`
+}
 ${o.body}
 `;
 }

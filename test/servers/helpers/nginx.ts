@@ -16,6 +16,11 @@ export interface NginxOptions {
   /** Ports the server blocks listen on (readiness is all of them accepting). */
   ports: number[];
   workerProcesses?: number;
+  /** `events { worker_connections }` (default 1024). Each proxied request holds two: the client's
+   * and the one to the backend. */
+  workerConnections?: number;
+  /** `worker_rlimit_nofile`: the workers' open-file limit (default: not set, inherited). */
+  workerRlimitNofile?: number;
 }
 
 export interface WebServer {
@@ -50,7 +55,7 @@ user root;`
 }
 pid ${d}/nginx.pid;
 error_log ${d}/error.log info;
-events { worker_connections 1024; }
+${o.workerRlimitNofile ? `worker_rlimit_nofile ${o.workerRlimitNofile};\n` : ''}events { worker_connections ${o.workerConnections ?? 1024}; }
 http {
   access_log off;
   client_body_temp_path ${d}/tmp/client_body;
