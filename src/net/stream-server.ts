@@ -190,3 +190,15 @@ export function logProtocolError(gw: Gateway, name: string, err: unknown, peer?:
     gw.log.error({ err, peer }, `${name}: internal error; connection closed`);
   }
 }
+
+/**
+ * Closes a connection whose requests are answered and read to their end. When what we wrote is
+ * already in the kernel, close(2) now: the FIN follows the data at once, and the web server reads
+ * answer and end in one go (no shutdown(2), no wait for its FIN). Otherwise end() as usual. Only
+ * for a peer that will send nothing more: closing on unread bytes makes the kernel send a reset,
+ * which can destroy the answer before the peer reads it.
+ */
+export function closeAfterWrite(socket: net.Socket): void {
+  if (socket.writableLength === 0) socket.destroy();
+  else socket.end();
+}

@@ -13,7 +13,7 @@ import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
-import { createStreamServer, logProtocolError, parseAddressList, type Connection } from '../../net/stream-server.js';
+import { closeAfterWrite, createStreamServer, logProtocolError, parseAddressList, type Connection } from '../../net/stream-server.js';
 import {
   decodeBeginRequest,
   decodeParams,
@@ -550,14 +550,4 @@ function writeRecordHeader(out: Buffer, at: number, type: number, id: number, le
   out[at + 5] = length & 0xff;
   out[at + 6] = padding;
   out[at + 7] = 0;
-}
-
-/**
- * Closes a connection whose every request is answered and read to its end. When what we wrote
- * is already in the kernel, close(2) now: the FIN follows the data at once, and the web server
- * reads answer and end in one go (no shutdown(2), no wait for its FIN). Otherwise end() as usual.
- */
-export function closeAfterWrite(socket: net.Socket): void {
-  if (socket.writableLength === 0) socket.destroy();
-  else socket.end();
 }

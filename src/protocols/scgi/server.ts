@@ -13,7 +13,7 @@ import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
-import { createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import { closeAfterWrite, createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
 import { RequestHeadDecoder } from './codec.js';
 
 export function createScgiServer(gw: Gateway): ProtocolServer {
@@ -128,8 +128,8 @@ class ScgiConnection implements Connection, ResponseSink {
   start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
     const head = encodeCgiHead(status, headers);
     if (last) {
-      this.finished = true;
-      this.socket.end(chunk ? Buffer.concat([head, chunk]) : head);
+      this.socket.write(chunk ? Buffer.concat([head, chunk]) : head);
+      this.finish();
       return;
     }
     if (!chunk) return this.write(head);
@@ -155,10 +155,19 @@ class ScgiConnection implements Connection, ResponseSink {
 
   end(): void {
     if (this.finished) return;
+    this.finish();
+  }
+
+  /**
+   * The response is complete; SCGI says so by closing the connection. With the whole body in,
+   * the web server has nothing more to send: close(2) at once (see closeAfterWrite). Otherwise
+   * end our side and let the kernel take the unread rest: the web server already sent it whole
+   * or will see the close.
+   */
+  private finish(): void {
     this.finished = true;
-    // The unread rest of the body is left to the kernel: the web server already sent it whole or
-    // will see the close; SCGI has nothing more to say (spec: the server closes the connection).
-    this.socket.end();
+    if (this.input && this.input.remaining === 0 && !this.refused && !this.overrun) closeAfterWrite(this.socket);
+    else this.socket.end();
   }
 
   abort(_error: Error): void {
