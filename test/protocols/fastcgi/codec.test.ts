@@ -561,6 +561,27 @@ describe('name-value pairs', () => {
     expect(into).toEqual({ A: '2' });
   });
 
+  it('names remembered by position never leak into the next block: same length, other bytes', () => {
+    // decodeParams reuses the name string seen at the same position when the bytes match.
+    const blocks: Array<Array<[string, string]>> = [
+      [['SERVER_NAME', 'a'], ['HTTP_X', '1']],
+      [['SERVER_PORT', 'b'], ['HTTP_Y', '2']],
+      [['SERVER_PORT', 'c'], ['HTTP_X', '3'], ['HTTP_Y', '4']],
+      [['SERVER_NAMf', 'd']],
+      [['SERVER_NAME', 'e']],
+    ];
+    for (const block of blocks) {
+      const wire = Buffer.from(encodeParams(block));
+      const into: Record<string, string> = {};
+      decodeParams(wire, into);
+      wire.fill(0); // a name kept as a view of the wire would change with it
+      expect(into).toEqual(Object.fromEntries(block));
+    }
+    const again: Record<string, string> = {};
+    decodeParams(encodeParams([['SERVER_PORT', 'z']]), again);
+    expect(again).toEqual({ SERVER_PORT: 'z' });
+  });
+
   it('stores __proto__ as an own property, even on a plain object', () => {
     const into: Record<string, string> = {};
     decodeParams(encodeParams([['__proto__', 'x']]), into);
