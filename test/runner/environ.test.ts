@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { RequestError } from '../../src/errors.js';
-import { buildEnviron, cgiHeaderName, parseContentLength, percentDecode, type ServerContext } from '../../src/runner/environ.js';
+import { buildEnviron, cgiHeaderName, newVars, parseContentLength, percentDecode, type ServerContext } from '../../src/runner/environ.js';
 import { LogErrorStream } from '../../src/runner/errors-stream.js';
 import { fileWrapper } from '../../src/runner/file-wrapper.js';
 import { BodyQueue } from '../../src/runner/input.js';
@@ -151,6 +151,22 @@ describe('buildEnviron', () => {
       HTTP_HOST: 'example.com',
     });
     expect(() => checkEnviron(environ)).not.toThrow();
+  });
+});
+
+describe('newVars', () => {
+  it('is a plain, empty object, whatever V8 does with its shape', () => {
+    for (let i = 0; i < 20; i++) {
+      const v = newVars();
+      expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
+      expect(v.constructor).toBe(Object);
+      expect(Object.keys(v)).toEqual([]);
+      expect(JSON.stringify(v)).toBe('{}');
+      for (let k = 0; k < 40; k++) v[`HTTP_X_${k}`] = String(k);
+      expect(Object.keys(v)).toHaveLength(40);
+      expect({ ...v }).toEqual(v);
+      expect(Object.prototype.toString.call(v)).toBe('[object Object]');
+    }
   });
 });
 

@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
 import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
-import { addHeaderVar, percentDecode } from '../../runner/environ.js';
+import { addHeaderVar, newVars, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
@@ -243,18 +243,17 @@ class AjpConnection implements Connection, ResponseSink {
 
   private environ(req: ForwardRequest): Record<string, string> {
     const a = req.attributes;
-    const vars: Record<string, string> = {
-      REQUEST_METHOD: req.method,
-      SERVER_PROTOCOL: req.protocol,
-      REQUEST_URI: a.queryString ? `${req.requestUri}?${a.queryString}` : req.requestUri,
-      SCRIPT_NAME: '',
-      PATH_INFO: percentDecode(req.requestUri),
-      QUERY_STRING: a.queryString ?? '',
-      REMOTE_ADDR: req.remoteAddr,
-      SERVER_NAME: req.serverName,
-      SERVER_PORT: String(req.serverPort),
-      GATEWAY_INTERFACE: 'CGI/1.1',
-    };
+    const vars = newVars();
+    vars.REQUEST_METHOD = req.method;
+    vars.SERVER_PROTOCOL = req.protocol;
+    vars.REQUEST_URI = a.queryString ? `${req.requestUri}?${a.queryString}` : req.requestUri;
+    vars.SCRIPT_NAME = '';
+    vars.PATH_INFO = percentDecode(req.requestUri);
+    vars.QUERY_STRING = a.queryString ?? '';
+    vars.REMOTE_ADDR = req.remoteAddr;
+    vars.SERVER_NAME = req.serverName;
+    vars.SERVER_PORT = String(req.serverPort);
+    vars.GATEWAY_INTERFACE = 'CGI/1.1';
     if (req.remoteHost !== null && req.remoteHost !== '') vars.REMOTE_HOST = req.remoteHost;
     if (req.isSsl) vars.HTTPS = 'on';
     if (a.remoteUser !== undefined) vars.REMOTE_USER = a.remoteUser;

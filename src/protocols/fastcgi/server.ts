@@ -4,7 +4,7 @@
 import type net from 'node:net';
 import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
 import { encodeCgiHead } from '../../runner/cgi-head.js';
-import { parseContentLength } from '../../runner/environ.js';
+import { newVars, parseContentLength } from '../../runner/environ.js';
 import { LogErrorStream } from '../../runner/errors-stream.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
@@ -295,7 +295,7 @@ class FcgiConnection implements Connection {
 
   private startRequest(req: FcgiRequest): void {
     const onDemand = this.onDemand;
-    const vars: Record<string, string> = {};
+    const vars = newVars();
     let refuse: RequestError | null = null;
     let length: number | undefined;
     try {

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { ClientGoneError, RequestError } from '../../errors.js';
-import { addHeaderVar, parseContentLength, percentDecode } from '../../runner/environ.js';
+import { addHeaderVar, newVars, parseContentLength, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
 import { BodyQueue } from '../../runner/input.js';
@@ -87,19 +87,18 @@ function requestVars(req: http.IncomingMessage): Record<string, string> {
   const q = target.indexOf('?');
   const path = q >= 0 ? target.slice(0, q) : target;
   const sock = req.socket;
-  const vars: Record<string, string> = {
-    REQUEST_METHOD: req.method ?? 'GET',
-    SCRIPT_NAME: '',
-    PATH_INFO: percentDecode(path),
-    QUERY_STRING: q >= 0 ? target.slice(q + 1) : '',
-    REQUEST_URI: target,
-    SERVER_PROTOCOL: `HTTP/${req.httpVersion}`,
-    REMOTE_ADDR: sock.remoteAddress ?? '',
-    REMOTE_PORT: String(sock.remotePort ?? ''),
-    SERVER_PORT: String(sock.localPort ?? (sock.address() as AddressInfo).port ?? ''),
-    SERVER_SOFTWARE: 'tsgi',
-    GATEWAY_INTERFACE: 'CGI/1.1',
-  };
+  const vars = newVars();
+  vars.REQUEST_METHOD = req.method ?? 'GET';
+  vars.SCRIPT_NAME = '';
+  vars.PATH_INFO = percentDecode(path);
+  vars.QUERY_STRING = q >= 0 ? target.slice(q + 1) : '';
+  vars.REQUEST_URI = target;
+  vars.SERVER_PROTOCOL = `HTTP/${req.httpVersion}`;
+  vars.REMOTE_ADDR = sock.remoteAddress ?? '';
+  vars.REMOTE_PORT = String(sock.remotePort ?? '');
+  vars.SERVER_PORT = String(sock.localPort ?? (sock.address() as AddressInfo).port ?? '');
+  vars.SERVER_SOFTWARE = 'tsgi';
+  vars.GATEWAY_INTERFACE = 'CGI/1.1';
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) addHeaderVar(vars, raw[i]!, raw[i + 1]!);
   const host = vars.HTTP_HOST;
