@@ -1,7 +1,8 @@
 // In-process cost of the framework adapters: `Gateway.handle` in a loop over a no-op sink, for a
-// plain TSGI hello, a Hono app through fromFetch, a bare (req, res) listener and an Express app
-// through fromNodeListener. `npm run build` first; then
-//   node bench/micro/adapters-loop.mjs plain|hono|node|express [N]
+// plain TSGI hello, a Hono app through fromFetch as `bin/tsgi serve` runs it (the global Response
+// made lightweight: overrideGlobalObjects), the same with the globals left alone (hono-native), a
+// bare (req, res) listener and an Express app through fromNodeListener. `npm run build` first; then
+//   node bench/micro/adapters-loop.mjs plain|hono|hono-native|node|express [N]
 const D = new URL('../../dist/', import.meta.url).href;
 const { fromFetch } = await import(D + 'adapters/fetch.js');
 const { fromNodeListener } = await import(D + 'adapters/node.js');
@@ -16,7 +17,8 @@ async function appFor(name) {
       return ['Hello, world!'];
     };
   }
-  if (name === 'hono') return fromFetch((await import('../apps/hono.mjs')).default);
+  if (name === 'hono') return fromFetch((await import('../apps/hono.mjs')).default, { overrideGlobalObjects: true });
+  if (name === 'hono-native') return fromFetch((await import('../apps/hono.mjs')).default);
   if (name === 'express') return fromNodeListener((await import('../apps/express.mjs')).default);
   return fromNodeListener((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '13' });

@@ -3,8 +3,11 @@
 // out through startResponse, its body read one chunk at a time as the front end takes it.
 
 import { STATUS_CODES } from 'node:http';
-import type { App, Body, Environ, HeaderList, InputStream } from '../types.js';
-import { environHeaders, hasBody, HOP_BY_HOP, requestUrl } from './url.js';
+import type { App, Body, Environ, HeaderList, StartResponse } from '../types.js';
+import { LightResponse, lightRequest, overrideGlobalObjects, RESPONSE_STATE, type ResponseParts } from './light-web.js';
+import { HOP_BY_HOP } from './url.js';
+
+export { inputStream } from './light-web.js';
 
 /** A web-standard request handler: Hono's `app.fetch`, a `{ fetch }` module's method. */
 // `any`: handlers type their env and context their own way (Hono: its Bindings).
@@ -24,13 +27,13 @@ export interface ExecutionContext {
 
 // undici refuses these as Request methods.
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
-const NO_BODY_METHODS = new Set(['GET', 'HEAD']);
-// Fetch's method normalization: these, in any case, are upper-cased; others stay as sent.
-const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
+
+const STANDARD_LINES: Record<number, string> = {};
 
 /** `200 OK`: the code and the handler's statusText, or the standard reason phrase. */
 export function statusLine(code: number, text: string | undefined): string {
-  return `${code} ${text || STATUS_CODES[code] || 'Unknown'}`;
+  if (!text) return (STANDARD_LINES[code] ??= `${code} ${STATUS_CODES[code] || 'Unknown'}`);
+  return `${code} ${text}`;
 }
 
 /**
@@ -49,32 +52,89 @@ export interface FromAdapterOptions {
    * SCRIPT_NAME is empty.
    */
   fullPath?: boolean;
+  /**
+   * Make the global `Response` a lightweight one for the whole process (and the global `Request`
+   * one that also takes tsgi's lightweight requests): a handler's `new Response('...')`, Hono's
+   * `c.text()` and `c.json()` then record their body, status and headers and tsgi sends those as
+   * they are, with no stream built (the real Response is built only when the handler asks it for
+   * more: `body`, `text()`, `clone()`...). `bin/tsgi serve` and `bin/tsgi cgi` turn it on for a
+   * Fetch handler (unless `TSGI_OVERRIDE_GLOBALS=0`); off by default here, since it changes a
+   * global of the whole process. docs/frameworks.md, "Lightweight Request and Response".
+   */
+  overrideGlobalObjects?: boolean;
 }
 
 export function fromFetch(handler: FetchHandler | FetchApp, options: FromAdapterOptions = {}): App {
   const fullPath = options.fullPath ?? false;
   const fetch = typeof handler === 'function' ? handler : bindFetch(handler);
-  return async function fetchApp(environ, startResponse) {
+  if (options.overrideGlobalObjects) overrideGlobalObjects();
+  // Not async: a handler that answers at once (Hono's sync routes) is answered at once.
+  return function fetchApp(environ, startResponse) {
     const method = environ.REQUEST_METHOD;
     if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
       startResponse('501 Not Implemented', [['Content-Type', 'text/plain; charset=utf-8']]);
       return [`${method} is not supported by Fetch handlers\n`];
     }
-    const request = toRequest(environ, method, fullPath);
-    const waits: Promise<unknown>[] = [];
-    const ctx: ExecutionContext = {
-      waitUntil: (p) => void waits.push(Promise.resolve(p).catch((err: unknown) => environ['wsgi.errors'].write(`waitUntil: ${String(err)}\n`))),
-      passThroughOnException: () => {},
-      props: {},
-    };
-    const response = await fetch(request, environ, ctx);
-    if (!(response instanceof Response) && !isResponseLike(response)) {
-      throw new TypeError(`the Fetch handler must return a Response, got ${response === null ? 'null' : typeof response}`);
+    const ctx = new Context(environ);
+    const result = fetch(lightRequest(environ, method, fullPath), environ, ctx);
+    if (result != null && typeof (result as Partial<PromiseLike<Response>>).then === 'function') {
+      return Promise.resolve(result).then((response) => respond(response, startResponse, ctx));
     }
-    if (response.type === 'error') throw new TypeError('the Fetch handler returned Response.error()');
-    startResponse(statusLine(response.status, response.statusText), responseHeaders(response.headers));
-    return responseBody(response, waits);
+    return respond(result as Response, startResponse, ctx);
   };
+}
+
+/** The handler's execution context: waitUntil() promises, awaited in the body's close(). */
+class Context implements ExecutionContext {
+  waits: Promise<unknown>[] | undefined;
+  #props: Record<string, unknown> | undefined;
+  readonly #environ: Environ;
+
+  constructor(environ: Environ) {
+    this.#environ = environ;
+  }
+
+  waitUntil(promise: Promise<unknown>): void {
+    const errors = this.#environ['wsgi.errors'];
+    (this.waits ??= []).push(Promise.resolve(promise).catch((err: unknown) => errors.write(`waitUntil: ${String(err)}\n`)));
+  }
+
+  passThroughOnException(): void {}
+
+  get props(): Record<string, unknown> {
+    return (this.#props ??= {});
+  }
+
+  set props(value: Record<string, unknown>) {
+    this.#props = value;
+  }
+
+  /** Waits for the waitUntil() work (the body's close()). */
+  finish(): Promise<void> | undefined {
+    return this.waits?.length ? Promise.allSettled(this.waits).then(() => {}) : undefined;
+  }
+}
+
+function respond(response: Response, startResponse: StartResponse, ctx: Context): Body | Promise<Body> {
+  // A lightweight Response (the global one, overrideGlobalObjects): its parts as they are.
+  const parts = LightResponse.parts(response);
+  if (parts) {
+    startResponse(statusLine(parts.status, parts.statusText), partsHeaders(parts));
+    const chunks = parts.body === null ? [] : [parts.body];
+    return Object.assign(chunks, { close: () => ctx.finish() });
+  }
+  if (!(response instanceof Response) && !isResponseLike(response)) {
+    throw new TypeError(`the Fetch handler must return a Response, got ${response === null ? 'null' : typeof response}`);
+  }
+  const real = LightResponse.realOf(response);
+  if (real.type === 'error') throw new TypeError('the Fetch handler returned Response.error()');
+  startResponse(statusLine(real.status, real.statusText), responseHeaders(real.headers));
+  return responseBody(real, ctx);
+}
+
+function partsHeaders(parts: ResponseParts): HeaderList {
+  if (parts.headers) return responseHeaders(parts.headers);
+  return parts.contentType === null ? [] : [['content-type', parts.contentType]];
 }
 
 function bindFetch(app: FetchApp): FetchHandler {
@@ -88,74 +148,13 @@ function isResponseLike(r: unknown): r is Response {
 
 /**
  * The Request for environ: URL from environ, headers from HTTP_*, body from wsgi.input, signal
- * tsgi.signal. `url`, `method` and `headers` are answered without building the Request; anything
- * else (body, signal, text(), passing it to fetch()) builds the real one first and is answered by
- * it (@hono/node-server's lazy request, as a Proxy): an AbortSignal and a Request cost more than
- * a whole small response, and most handlers never look past those three.
+ * tsgi.signal. A lightweight one (light-web.ts): `url`, `method`, `headers`, `signal` and reading
+ * the whole body are answered without building the Request; anything else builds the real one
+ * first and is answered by it: an AbortSignal and a Request cost more than a whole small
+ * response, and most handlers never look past those.
  */
 export function toRequest(environ: Environ, method = environ.REQUEST_METHOD, fullPath = false): Request {
-  let url: string | undefined;
-  let headers: Headers | undefined;
-  let real: Request | undefined;
-  const getUrl = (): string => (url ??= requestUrl(environ, fullPath));
-  const getHeaders = (): Headers => (headers ??= requestHeaders(environ));
-  const build = (): Request => {
-    if (real) return real;
-    const init: RequestInit & { duplex?: 'half' } = { method, headers: getHeaders(), signal: environ['tsgi.signal'] };
-    if (!NO_BODY_METHODS.has(method.toUpperCase()) && hasBody(environ)) {
-      init.body = inputStream(environ['wsgi.input']);
-      init.duplex = 'half';
-    }
-    return (real = new Request(getUrl(), init));
-  };
-  return new Proxy(Object.create(Request.prototype) as Request, {
-    get(_target, key) {
-      if (real === undefined) {
-        if (key === 'url') return getUrl();
-        // As the Request would have it: undici upper-cases the standard methods only.
-        if (key === 'method') return NORMALIZED_METHODS.has(method.toUpperCase()) ? method.toUpperCase() : method;
-        if (key === 'headers') return getHeaders();
-        // Not a thenable: looking (Promise.resolve(request)) must not build it.
-        if (key === 'then') return undefined;
-      }
-      const r = build();
-      const v: unknown = Reflect.get(r, key, r);
-      return typeof v === 'function' ? v.bind(r) : v;
-    },
-    has: (_target, key) => Reflect.has(build(), key),
-    set: (_target, key, value) => Reflect.set(build(), key, value),
-  });
-}
-
-function requestHeaders(environ: Environ): Headers {
-  const headers = new Headers();
-  for (const [name, value] of environHeaders(environ)) {
-    try {
-      headers.append(name, value);
-    } catch {
-      // a name undici will not take (not a token): the app can still read it from environ
-    }
-  }
-  return headers;
-}
-
-/** wsgi.input as a pull-based ReadableStream: a chunk is read from the input only when asked for. */
-export function inputStream(input: InputStream): ReadableStream<Uint8Array> {
-  let it: AsyncIterator<Uint8Array> | undefined;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        it ??= input[Symbol.asyncIterator]();
-        const r = await it.next();
-        if (r.done) controller.close();
-        else controller.enqueue(r.value);
-      },
-      cancel() {
-        void Promise.resolve(it?.return?.()).catch(() => {});
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  return lightRequest(environ, method, fullPath);
 }
 
 /** A Response's headers as TSGI's list: Set-Cookie kept one per value, hop-by-hop left out. */
@@ -176,10 +175,10 @@ export function responseHeaders(h: Headers): HeaderList {
  * body that is already whole (a string, bytes: read to its end before the next event-loop turn)
  * becomes an array, so the runner sends it with its length in one write.
  */
-async function responseBody(response: Response, waits: Promise<unknown>[]): Promise<Body> {
+async function responseBody(response: Response, ctx: Context): Promise<Body> {
   const stream = response.body;
   const finish = async (): Promise<void> => {
-    if (waits.length) await Promise.allSettled(waits);
+    await ctx.finish();
   };
   if (!stream) return Object.assign([], { close: finish });
   const whole = staticBody(response);
@@ -222,8 +221,6 @@ async function responseBody(response: Response, waits: Promise<unknown>[]): Prom
   };
 }
 
-let stateKey: symbol | null | undefined;
-
 /**
  * The string or bytes a Response was made from (`new Response('Hello')`, Hono's c.text()), read
  * from undici's own record of it instead of through its stream: a stream read costs more than
@@ -231,12 +228,8 @@ let stateKey: symbol | null | undefined;
  * undici, a stream body, a body already read): the stream is read then.
  */
 function staticBody(response: Response): string | Uint8Array | undefined {
-  if (stateKey === null || response.bodyUsed) return undefined;
-  if (stateKey === undefined) {
-    stateKey = Object.getOwnPropertySymbols(response).find((s) => s.description === 'state') ?? null;
-    if (stateKey === null) return undefined;
-  }
-  const body = (response as unknown as Record<symbol, { body?: { source?: unknown; stream?: ReadableStream; length?: unknown } } | undefined>)[stateKey]?.body;
+  if (RESPONSE_STATE === undefined || response.bodyUsed) return undefined;
+  const body = (response as unknown as Record<symbol, { body?: { source?: unknown; stream?: ReadableStream; length?: unknown } } | undefined>)[RESPONSE_STATE]?.body;
   if (!body || body.stream !== response.body || body.stream.locked) return undefined;
   const source = body.source;
   if (typeof source === 'string' && body.length === Buffer.byteLength(source)) return source;

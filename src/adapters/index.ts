@@ -42,6 +42,14 @@ function describe(v: unknown): string {
 }
 
 /**
+ * fromFetch as the CLI serves a Fetch handler: the process is the app's, so the global Response is
+ * the lightweight one (no stream per response) unless TSGI_OVERRIDE_GLOBALS=0.
+ */
+function cliFromFetch(handler: FetchHandler | FetchApp): App {
+  return fromFetch(handler, { overrideGlobalObjects: process.env.TSGI_OVERRIDE_GLOBALS !== '0' });
+}
+
+/**
  * Turns a module's export into a TSGI app. `iface` forces the interface; without it the shape
  * decides: an object with fetch() is a Fetch handler; an Express/Connect app, a Koa app or a
  * Fastify instance is a Node listener; a function of one parameter is a Fetch handler; any
@@ -53,8 +61,8 @@ export async function adaptExport(value: unknown, iface: AppInterface | undefine
     return { app: value as App, interface: 'tsgi', reason: '--interface tsgi' };
   }
   if (iface === 'fetch') {
-    if (typeof value === 'function') return { app: fromFetch(value as FetchHandler), interface: 'fetch', reason: '--interface fetch' };
-    if (fn(value, 'fetch')) return { app: fromFetch(value as FetchApp), interface: 'fetch', reason: '--interface fetch (its fetch() method)' };
+    if (typeof value === 'function') return { app: cliFromFetch(value as FetchHandler), interface: 'fetch', reason: '--interface fetch' };
+    if (fn(value, 'fetch')) return { app: cliFromFetch(value as FetchApp), interface: 'fetch', reason: '--interface fetch (its fetch() method)' };
     throw new UsageError('TSGI_APP_BAD_INTERFACE', `${what} is ${describe(value)}: --interface fetch wants a function (request) => Response or an object with a fetch() method`);
   }
   if (iface === 'node') {
@@ -66,14 +74,14 @@ export async function adaptExport(value: unknown, iface: AppInterface | undefine
     );
   }
   if (typeof value === 'object' && value !== null) {
-    if (fn(value, 'fetch')) return { app: fromFetch(value as FetchApp), interface: 'fetch', reason: 'the export has a fetch() method' };
+    if (fn(value, 'fetch')) return { app: cliFromFetch(value as FetchApp), interface: 'fetch', reason: 'the export has a fetch() method' };
     const listener = await nodeListenerOf(value);
     if (listener) return { app: fromNodeListener(listener.fn), interface: 'node', reason: listener.how };
     throw notFunction(what, value, true);
   }
   if (typeof value !== 'function') throw notFunction(what, value);
   if (isConnectLike(value)) return { app: fromNodeListener(value as NodeListener), interface: 'node', reason: 'an Express/Connect app (handle() and use())' };
-  if (value.length === 1) return { app: fromFetch(value as FetchHandler), interface: 'fetch', reason: 'a function of one parameter (request)' };
+  if (value.length === 1) return { app: cliFromFetch(value as FetchHandler), interface: 'fetch', reason: 'a function of one parameter (request)' };
   return { app: value as App, interface: 'tsgi', reason: 'a function' };
 }
 

@@ -10,6 +10,7 @@ import { STATUS_CODES } from 'node:http';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fromFetch } from '../../src/adapters/fetch.js';
+import { overrideGlobalObjects, restoreGlobalObjects } from '../../src/adapters/light-web.js';
 import { fromNodeListener } from '../../src/adapters/node.js';
 import { toFetch } from '../../src/adapters/to-fetch.js';
 import { toNodeListener } from '../../src/adapters/to-node.js';
@@ -146,6 +147,31 @@ describe('toFetch(fromFetch(h)) behaves like h', () => {
       }),
       run,
     );
+  });
+
+  it('the same with the global Response the lightweight one (overrideGlobalObjects, as bin/tsgi runs a Fetch handler)', async () => {
+    try {
+      await fc.assert(
+        fc.asyncProperty(fetchCase, async (c) => {
+          restoreGlobalObjects();
+          const h = handlerFor(c);
+          const original = await observe(await h(buildRequest(c)), c.method);
+          // h's `new Response(...)` is now the lightweight one, sent by fromFetch as it is.
+          overrideGlobalObjects();
+          const roundTrip = toFetch(fromFetch(h, { overrideGlobalObjects: true }), { log });
+          const again = await observe(await within(roundTrip(buildRequest(c)), 2000, 'the round trip'), c.method);
+          expect(again.status).toBe(original.status);
+          expect(again.statusText).toBe(original.statusText);
+          expect(again.headers).toEqual(original.headers);
+          expect(again.cookies).toEqual(original.cookies);
+          if (original.contentLength !== null) expect(again.contentLength).toBe(original.contentLength);
+          expect(again.body).toBe(original.body);
+        }),
+        run,
+      );
+    } finally {
+      restoreGlobalObjects();
+    }
   });
 });
 
