@@ -17,6 +17,21 @@ export interface ServerContext {
 const VERSION: [1, 0] = [1, 0];
 
 /**
+ * environ['tsgi.signal'] is made on first read (an AbortController costs more than the rest of a
+ * small request). One getter for every environ, reading the request's RequestAbort from a hidden
+ * key: V8 then gives every environ the same shape, where a getter closure per request made each
+ * one unique (defining it cost 1.7 µs against 0.35).
+ */
+const REQUEST_ABORT = Symbol('tsgi.requestAbort');
+const LAZY_SIGNAL: PropertyDescriptor = {
+  get(this: { [REQUEST_ABORT]: RequestAbort }): AbortSignal {
+    return this[REQUEST_ABORT].signal;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+/**
  * A new, empty object for the CGI variables that become the environ: a plain object (prototype
  * Object.prototype, constructor Object) made by a constructor, so that V8 sizes it by what it held
  * before and keeps its thirty-odd properties fast. An object literal given that many computed
@@ -59,7 +74,8 @@ export function buildEnviron(
   env['wsgi.file_wrapper'] = fileWrapper;
   env['tsgi.protocol'] = ctx.protocol;
   if (signal instanceof RequestAbort) {
-    Object.defineProperty(env, 'tsgi.signal', { get: () => signal.signal, enumerable: true, configurable: true });
+    Object.defineProperty(env, REQUEST_ABORT, { value: signal });
+    Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
   } else env['tsgi.signal'] = signal;
   return env as Environ;
 }

@@ -8,6 +8,7 @@ import { buildEnviron, cgiHeaderName, newVars, parseContentLength, percentDecode
 import { LogErrorStream } from '../../src/runner/errors-stream.js';
 import { fileWrapper } from '../../src/runner/file-wrapper.js';
 import { BodyQueue } from '../../src/runner/input.js';
+import { RequestAbort } from '../../src/runner/abort.js';
 import { checkEnviron } from '../../src/runner/validate.js';
 import { memoryLogger } from '../helpers/recording-sink.js';
 
@@ -139,6 +140,33 @@ describe('buildEnviron', () => {
     expect(environ['wsgi.file_wrapper']).toBe(fileWrapper);
     expect(environ['tsgi.protocol']).toBe('cgi');
     expect(environ['tsgi.signal']).toBe(signal);
+  });
+
+  it('with a RequestAbort, tsgi.signal is made on first read, per request, and survives copies', () => {
+    const make = () => {
+      const abort = new RequestAbort();
+      const environ = buildEnviron(newVars(), new BodyQueue({ length: 0 }), new LogErrorStream(memoryLogger().log), abort, CTX);
+      return { abort, environ };
+    };
+    const a = make();
+    const b = make();
+    expect(Object.keys(a.environ)).toContain('tsgi.signal');
+    expect(Object.getOwnPropertySymbols({ ...a.environ })).toEqual([]);
+    const signal = a.environ['tsgi.signal'];
+    expect(signal).toBeInstanceOf(AbortSignal);
+    expect(a.environ['tsgi.signal']).toBe(signal);
+    expect(b.environ['tsgi.signal']).not.toBe(signal);
+    const copy = { ...a.environ };
+    const derived = Object.create(a.environ) as typeof a.environ;
+    expect(copy['tsgi.signal']).toBe(signal);
+    expect(derived['tsgi.signal']).toBe(signal);
+    a.abort.abort();
+    expect(signal.aborted).toBe(true);
+    expect(b.environ['tsgi.signal'].aborted).toBe(false);
+    // Read for the first time after the abort: already aborted.
+    const c = make();
+    c.abort.abort();
+    expect(c.environ['tsgi.signal'].aborted).toBe(true);
   });
 
   it('builds an environ the validator accepts', () => {
