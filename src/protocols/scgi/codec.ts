@@ -4,6 +4,10 @@
 
 import { Buffer } from 'node:buffer';
 import { RequestError } from '../../errors.js';
+import { newVars } from '../../runner/environ.js';
+import { NameCache } from '../name-cache.js';
+
+const headerNames = new NameCache();
 
 /** What the web server sent before the body: the CGI-style headers and where the body starts. */
 export interface ScgiRequestHead {
@@ -139,27 +143,29 @@ function decodeHeaders(payload: Uint8Array): { headers: Record<string, string>; 
   if (length > 0 && payload[length - 1] !== 0) throw badHeaders('last header is not terminated by NUL');
 
   const bytes = Buffer.from(payload.buffer, payload.byteOffset, length);
-  // No prototype: a header named "__proto__" or "constructor" is just a header.
-  const headers = Object.create(null) as Record<string, string>;
+  // One latin-1 decode of the whole block, then substrings; names reused by position.
+  const text = (bytes as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, length);
+  // A plain object (it becomes the environ); "__proto__" is stored as an own property, and a
+  // name found on Object.prototype ("constructor") is not taken for a repeat: values are strings.
+  const headers = newVars();
   let firstName: string | undefined;
-  let name: string | undefined;
+  let slot = 0;
   for (let start = 0; start < length; ) {
-    const nul = bytes.indexOf(0, start);
-    if (name === undefined) {
-      if (nul === start) throw badHeaders('empty header name');
-      name = bytes.toString('latin1', start, nul);
-      firstName ??= name;
-    } else {
-      const text = bytes.toString('latin1', start, nul);
-      const earlier = headers[name];
-      if (earlier === undefined) headers[name] = text;
-      else if (name.startsWith('HTTP_')) headers[name] = earlier + (name === 'HTTP_COOKIE' ? '; ' : ', ') + text;
-      else throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
-      name = undefined;
-    }
-    start = nul + 1;
+    const nameEnd = text.indexOf('\0', start);
+    if (nameEnd === start) throw badHeaders('empty header name');
+    const name = headerNames.name(bytes, text, start, nameEnd - start, slot++);
+    firstName ??= name;
+    if (nameEnd === length - 1) throw badHeaders(`header ${JSON.stringify(name)} has no value`);
+    const valueEnd = text.indexOf('\0', nameEnd + 1);
+    const value = text.slice(nameEnd + 1, valueEnd);
+    const earlier = headers[name];
+    if (typeof earlier !== 'string') {
+      if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+      else headers[name] = value;
+    } else if (name.startsWith('HTTP_')) headers[name] = earlier + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+    else throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
+    start = valueEnd + 1;
   }
-  if (name !== undefined) throw badHeaders(`header ${JSON.stringify(name)} has no value`);
 
   const value = headers.CONTENT_LENGTH;
   if (firstName !== 'CONTENT_LENGTH' || value === undefined) {

@@ -8,7 +8,7 @@ import { encodeCgiHead } from '../../runner/cgi-head.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
-import { newVars, percentDecode } from '../../runner/environ.js';
+import { percentDecode } from '../../runner/environ.js';
 import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
@@ -69,7 +69,7 @@ class ScgiConnection implements Connection, ResponseSink {
     }
     if (head === null) return;
     this.decoder = null;
-    const vars = plainCopy(head.headers);
+    const vars = head.headers;
     mountFromApacheProxy(vars);
     if (head.contentLength > this.gw.limits.maxBodyBytes) {
       return this.refuse(
@@ -197,18 +197,6 @@ class ScgiConnection implements Connection, ResponseSink {
     }
     this.wake();
   }
-}
-
-// The environ is a plain object; the decoder's headers have no prototype. Spreading such an
-// object costs ~6 µs for a typical head (V8 leaves the fast path), a for-in copy under 1 µs.
-function plainCopy(headers: Record<string, string>): Record<string, string> {
-  const vars = newVars();
-  for (const name in headers) {
-    // An own "__proto__" stays a header, as the spread kept it, and never becomes the prototype.
-    if (name === '__proto__') Object.defineProperty(vars, name, { value: headers[name], enumerable: true, writable: true, configurable: true });
-    else vars[name] = headers[name]!;
-  }
-  return vars;
 }
 
 // Apache mod_proxy_scgi ("ProxyPass /app/ scgi://127.0.0.1:4000/") sends SCRIPT_NAME as the whole

@@ -165,6 +165,24 @@ describe('header values', () => {
     expect(Object.keys(head.headers)).toContain('__proto__');
   });
 
+  it('headers are a plain object; names found on Object.prototype are ordinary headers', () => {
+    const head = new RequestHeadDecoder().push(netstring('CONTENT_LENGTH\x000\x00SCGI\x001\x00constructor\x00c\x00toString\x00t\x00'))!;
+    expect(Object.getPrototypeOf(head.headers)).toBe(Object.prototype);
+    expect(head.headers).toEqual({ CONTENT_LENGTH: '0', SCGI: '1', constructor: 'c', toString: 't' });
+    expect(() => new RequestHeadDecoder().push(netstring('CONTENT_LENGTH\x000\x00SCGI\x001\x00__proto__\x00x\x00__proto__\x00y\x00'))).toThrow(/duplicate/);
+  });
+
+  it('names remembered by position never leak into the next request: same length, other bytes', () => {
+    const heads = ['SERVER_NAME\x00a\x00', 'SERVER_PORT\x00b\x00', 'SERVER_NAMf\x00c\x00', 'SERVER_NAME\x00d\x00'];
+    for (const h of heads) {
+      const bytes = netstring(`CONTENT_LENGTH\x000\x00SCGI\x001\x00${h}`);
+      const head = new RequestHeadDecoder().push(bytes)!;
+      bytes.fill(0);
+      const [name, value] = h.split('\x00');
+      expect(head.headers).toEqual({ CONTENT_LENGTH: '0', SCGI: '1', [name!]: value });
+    }
+  });
+
   // Regression: nginx 1.22 sends one HTTP_* pair per header line; "a duplicate name" made every
   // request with a repeated header (two X-Forwarded-For, two Cookie lines) a 400.
   it('joins a repeated HTTP_* name as nginx before 1.23 sends it: ", ", and "; " for cookies', () => {
