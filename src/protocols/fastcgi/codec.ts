@@ -126,7 +126,7 @@ export class RecordDecoder {
     while (pos < end) {
       if (this.state === HEADER) {
         if (this.headerFill === 0 && end - pos >= HEADER_LENGTH) {
-          this.readHeader(buf.subarray(pos, pos + HEADER_LENGTH));
+          this.readHeader(buf, pos);
           pos += HEADER_LENGTH;
         } else {
           const n = Math.min(HEADER_LENGTH - this.headerFill, end - pos);
@@ -135,7 +135,7 @@ export class RecordDecoder {
           pos += n;
           if (this.headerFill < HEADER_LENGTH) return;
           this.headerFill = 0;
-          this.readHeader(this.header);
+          this.readHeader(this.header, 0);
         }
         const length = this.contentLength;
         if (end - pos >= length) {
@@ -186,22 +186,23 @@ export class RecordDecoder {
     }
   }
 
-  private readHeader(b: Buffer): void {
-    const version = b[0]!;
+  /** The 8-byte header at `at` of `b` (read in place: no view made per record). */
+  private readHeader(b: Buffer, at: number): void {
+    const version = b[at]!;
     if (version !== FCGI_VERSION_1) {
       throw this.fail('TSGI_FCGI_BAD_VERSION', `fastcgi: invalid header version ${version}`);
     }
-    const contentLength = (b[4]! << 8) | b[5]!;
+    const contentLength = (b[at + 4]! << 8) | b[at + 5]!;
     if (contentLength > this.maxContentLength) {
       throw this.fail(
         'TSGI_FCGI_RECORD_TOO_LONG',
         `fastcgi: record content of ${contentLength} bytes exceeds ${this.maxContentLength}`,
       );
     }
-    this.type = b[1]!;
-    this.requestId = (b[2]! << 8) | b[3]!;
+    this.type = b[at + 1]!;
+    this.requestId = (b[at + 2]! << 8) | b[at + 3]!;
     this.contentLength = contentLength;
-    this.paddingLength = b[6]!;
+    this.paddingLength = b[at + 6]!;
   }
 
   // State moves on before the callback runs. A callback that throws abandons the rest of the

@@ -98,12 +98,12 @@ class FcgiRequest implements ResponseSink {
       head.copy(out, HEADER_LENGTH);
       if (chunk) out.set(chunk, HEADER_LENGTH + head.length);
       let at = HEADER_LENGTH + content;
-      out.fill(0, at, at + pad);
-      at += pad;
+      // Zeros byte by byte: a few of them cost less than a call into fill().
+      for (let i = 0; i < pad; i++) out[at++] = 0;
       if (last) {
         writeRecordHeader(out, at, RecordType.Stdout, this.id, 0, 0);
         writeRecordHeader(out, at + HEADER_LENGTH, RecordType.EndRequest, this.id, 8, 0);
-        out.fill(0, at + 2 * HEADER_LENGTH, size); // appStatus 0, FCGI_REQUEST_COMPLETE
+        for (let i = at + 2 * HEADER_LENGTH; i < size; i++) out[i] = 0; // appStatus 0, FCGI_REQUEST_COMPLETE
         const p = this.conn.send(out);
         this.finish();
         return p;
