@@ -6,7 +6,8 @@
 #                                          runs, in each of 3 rounds)
 # Each round is one hyperfine run of all the commands. hyperfine runs one command's series after
 # the other, so on a shared machine the load can change between two series: the rounds repeat
-# the whole comparison, and the summary gives each round's ratios (of medians) and their median.
+# the whole comparison (even rounds in the opposite order), and the summary gives each round's
+# ratios (of medians) and their median.
 # Also printed: the load average before and after each round. JSON per round: $OUT_DIR if set.
 # Peers that are not installed (python3, php-cgi) are left out with a note.
 set -euo pipefail
@@ -16,19 +17,22 @@ ROUNDS=${2:-3}
 [ "$RUNS" -ge 30 ] || { echo "RUNS must be at least 30" >&2; exit 2; }
 [ "$ROUNDS" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 2; }
 command -v hyperfine >/dev/null || { echo "hyperfine not found (apt-get install hyperfine)" >&2; exit 2; }
-[ -f "$ROOT/dist/protocols/cgi/entry.js" ] || { echo "dist/ is not built: npm run build" >&2; exit 2; }
+[ -f "$ROOT/dist/cgi.cjs" ] || { echo "dist/ is not built: npm run build" >&2; exit 2; }
 NODE=$(command -v node)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tsgi-cgi-startup.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
-# The same response everywhere: status 200, Content-Type text/plain, body "hello\n".
+# The same response everywhere: status 200, Content-Type text/plain, body "hello\n". The app as
+# an ES module (what the docs and examples show), and as CommonJS.
 cat > "$TMP/hello.mjs" <<'EOF'
 export default function hello(environ, startResponse) {
   startResponse('200 OK', [['Content-Type', 'text/plain']]);
   return ['hello\n'];
 }
 EOF
-# The shell wrapper of examples/cgi/app.cgi, and single-file.cgi with tsgi "installed" beside it.
+sed -e 's/^export default function/module.exports = function/' "$TMP/hello.mjs" > "$TMP/hello.cjs"
+# The shell wrapper of examples/cgi/app.cgi, and a single-file.cgi (as examples/cgi/ writes it)
+# with tsgi "installed" beside it.
 sed -e "s|/path/to/tsgi/bin/tsgi|$ROOT/bin/tsgi|" -e "s|/path/to/app.mjs|$TMP/hello.mjs|" "$ROOT/examples/cgi/app.cgi" > "$TMP/app.cgi"
 mkdir -p "$TMP/single/node_modules"
 ln -s "$ROOT" "$TMP/single/node_modules/tsgi"
@@ -38,9 +42,11 @@ function app(environ, startResponse) {
   startResponse('200 OK', [['Content-Type', 'text/plain']]);
   return ['hello\n'];
 }
-import('tsgi/cgi').then(({ runCgi }) => runCgi(app));
+require('tsgi/cgi').runCgi(app);
 EOF
-chmod 755 "$TMP/app.cgi" "$TMP/single/hello.cgi"
+# The same with import('tsgi/cgi'), as single-file.cgi had it before require() was the quicker way.
+sed -e "s|^require('tsgi/cgi').runCgi(app);|import('tsgi/cgi').then(({ runCgi }) => runCgi(app));|" "$TMP/single/hello.cgi" > "$TMP/single/hello-import.cgi"
+chmod 755 "$TMP/app.cgi" "$TMP/single/hello.cgi" "$TMP/single/hello-import.cgi"
 cat > "$TMP/hello_wsgiref.py" <<'EOF'
 from wsgiref.handlers import CGIHandler
 
@@ -71,8 +77,10 @@ names=() cmds=()
 add() { names+=("$1"); cmds+=("$2"); }
 add 'bare node -e' "$NODE -e 'process.stdout.write(\"Status: 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: 6\\r\\n\\r\\nhello\\n\")'"
 add 'tsgi: bin/tsgi cgi APP' "$NODE $ROOT/bin/tsgi cgi $TMP/hello.mjs"
+add 'tsgi: bin/tsgi cgi APP.cjs' "$NODE $ROOT/bin/tsgi cgi $TMP/hello.cjs"
 add 'tsgi: app.cgi (sh wrapper)' "$TMP/app.cgi"
 add 'tsgi: single-file.cgi' "$TMP/single/hello.cgi"
+add 'tsgi: single-file, import()' "$TMP/single/hello-import.cgi"
 if [ -n "$PY" ]; then add 'python wsgiref CGIHandler' "$PY $TMP/hello_wsgiref.py"; else echo "note: python3 not found, left out"; fi
 if command -v php-cgi >/dev/null; then add 'php-cgi' "$(command -v php-cgi)"; else echo "note: php-cgi not found (apt-get install php-cgi), left out"; fi
 
@@ -86,10 +94,13 @@ done
 echo "== $versions; $(nproc) cores"
 outdir=${OUT_DIR:-$TMP}
 mkdir -p "$outdir"
-args=()
-for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
 jsons=()
 for round in $(seq 1 "$ROUNDS"); do
+  # Even rounds run the commands in the opposite order: a load that rises (or falls) during a
+  # round then weighs on the last series in one round and on the first in the next.
+  args=()
+  if [ $((round % 2)) -eq 1 ]; then order=("${!cmds[@]}"); else order=(); for i in "${!cmds[@]}"; do order=("$i" "${order[@]}"); done; fi
+  for i in "${order[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
   echo "== round $round of $ROUNDS; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   json=$outdir/cgi-startup-round$round.json
   hyperfine -N --warmup 5 --runs "$RUNS" --style basic --export-json "$json" "${args[@]}"
@@ -99,8 +110,9 @@ done
 
 "$NODE" -e '
 const fs = require("fs");
-const rounds = process.argv.slice(1).map((f) => JSON.parse(fs.readFileSync(f, "utf8")).results);
-const names = rounds[0].map((x) => x.command);
+const names = JSON.parse(process.argv[1]);
+// Each round'"'"'s results in the order of `names` (even rounds ran them backwards).
+const rounds = process.argv.slice(2).map((f) => { const r = JSON.parse(fs.readFileSync(f, "utf8")).results; return names.map((n) => r.find((x) => x.command === n)); });
 const med = (a) => { const s = [...a].sort((p, q) => p - q); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const ms = (s) => (s * 1000).toFixed(1).padStart(8);
 console.log(`\nmedian ms per round, and the ratio of medians to "${names[0]}" (per round; median of the rounds):`);
@@ -112,4 +124,4 @@ for (const [i, n] of names.entries()) {
 const mins = names.map((n, i) => Math.min(...rounds.map((r) => r[i].min)));
 console.log(`\nfastest single run of each (ms), and its ratio to "${names[0]}":`);
 for (const [i, n] of names.entries()) console.log(`${n.padEnd(28)}${ms(mins[i])}  ${(mins[i] / mins[0]).toFixed(2)}x`);
-' "${jsons[@]}"
+' "$("$NODE" -e 'console.log(JSON.stringify(process.argv.slice(1)))' "${names[@]}")" "${jsons[@]}"

@@ -1,7 +1,7 @@
 // wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling"): a file as a body,
 // read block by block as the response drains, closed through the body's close().
 
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { Body, FileLike } from '../types.js';
 
 export function fileWrapper(file: FileLike, blockSize = 64 * 1024): Body {
@@ -17,6 +17,7 @@ export function fileWrapper(file: FileLike, blockSize = 64 * 1024): Body {
         }
       }
       if (typeof file === 'string') {
+        const { open } = await import('node:fs/promises');
         const h = await open(file, 'r');
         if (closed) {
           // close() came while the file was being opened

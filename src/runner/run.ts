@@ -59,7 +59,8 @@ class Run {
   private ended = false; // the response is over on the wire, or abandoned
   private bytes = 0;
   private readonly isHead: boolean;
-  private readonly started = performance.now();
+  /** performance.now() at the start, for the access log only (the first use of `performance` loads perf_hooks). */
+  private readonly started: number;
   private closeFn: (() => unknown) | undefined;
   private readonly o: RunOptions;
   /** o.signal, or a flag that follows it and that the timeout can set. */
@@ -71,6 +72,7 @@ class Run {
 
   constructor(o: RunOptions) {
     this.o = o;
+    this.started = o.accessLog ? performance.now() : 0;
     this.isHead = o.environ.REQUEST_METHOD === 'HEAD';
     this.flag = o.timeoutMs && !(o.signal instanceof RequestAbort) ? followFlag(o.signal) : o.signal;
   }

@@ -1,8 +1,7 @@
 // CGI/1.1 (RFC 3875) from the script's side: one request per process. Meta-variables come from
 // the environment, the body from standard input, the response goes to standard output.
 
-import fs from 'node:fs';
-import { Console } from 'node:console';
+import { closeSync, openSync, read, readSync, writeSync } from 'node:fs';
 import { createLineLogger } from '../../log-line.js';
 import { RequestAbort } from '../../runner/abort.js';
 import { encodeCgiHead } from '../../runner/cgi-head.js';
@@ -78,26 +77,30 @@ export function nphProtocol(serverProtocol: string | undefined): string {
   return serverProtocol && /^HTTP\/[0-9.]+$/.test(serverProtocol) ? serverProtocol : 'HTTP/1.0';
 }
 
+let stdoutKept = false;
+
 /**
  * Standard output carries the response and nothing else: console.log and friends from the app
  * go to standard error, where the web server logs them, instead of corrupting the response.
  */
 export function keepStdoutForTheResponse(): void {
-  const toStderr = new Console({ stdout: process.stderr, stderr: process.stderr });
+  if (stdoutKept) return;
+  stdoutKept = true;
+  // The Console is made on first use: it and process.stderr load Node's stream modules, which a
+  // program that logs nothing never needs (a CGI program pays its start-up on every request).
+  let toStderr: Console | undefined;
   for (const m of ['log', 'info', 'debug', 'dir', 'dirxml', 'table', 'group', 'groupCollapsed', 'groupEnd', 'count', 'countReset', 'time', 'timeEnd', 'timeLog'] as const) {
-    (console as unknown as Record<string, unknown>)[m] = (toStderr[m] as (...a: unknown[]) => void).bind(toStderr);
+    (console as unknown as Record<string, unknown>)[m] = (...args: unknown[]): void => {
+      toStderr ??= new console.Console({ stdout: process.stderr, stderr: process.stderr });
+      (toStderr[m] as (...a: unknown[]) => void)(...args);
+    };
   }
 }
 
 /** The environment as byte strings: /proc/self/environ keeps bytes that are not UTF-8 exact. */
 function readEnvironment(): Record<string, string> {
   const vars: Record<string, string> = {};
-  let raw: Buffer | null = null;
-  try {
-    raw = fs.readFileSync('/proc/self/environ');
-  } catch {
-    raw = null;
-  }
+  const raw = readProcEnviron();
   if (raw) {
     let start = 0;
     for (let i = raw.indexOf(0); i >= 0; i = raw.indexOf(0, start)) {
@@ -111,6 +114,30 @@ function readEnvironment(): Record<string, string> {
     if (v !== undefined) vars[k] = Buffer.from(v, 'utf8').toString('latin1');
   }
   return vars;
+}
+
+/** /proc/self/environ, or null where there is none (read directly: /proc reports no size). */
+function readProcEnviron(): Buffer | null {
+  let fd: number;
+  try {
+    fd = openSync('/proc/self/environ', 'r');
+  } catch {
+    return null;
+  }
+  try {
+    let buf = Buffer.allocUnsafe(16 * 1024);
+    let len = 0;
+    for (;;) {
+      if (len === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(buf.length)]);
+      const n = readSync(fd, buf, len, buf.length - len, null);
+      if (n === 0) return buf.subarray(0, len);
+      len += n;
+    }
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -146,7 +173,7 @@ class StdinReader {
     const want = Math.min(this.buf.length, input.remaining);
     if (want <= 0) return;
     this.reading = true;
-    fs.read(0, this.buf, 0, want, null, (err, n) => {
+    read(0, this.buf, 0, want, null, (err, n) => {
       this.reading = false;
       if (this.stopped) return;
       if (err) {
@@ -162,21 +189,52 @@ class StdinReader {
   }
 }
 
-class StdoutSink implements ResponseSink {
+/** Whole responses up to this size are written to fd 1 directly (a pipe holds 64 KiB). */
+const DIRECT_WRITE_MAX = 64 * 1024;
+
+/** Where StdoutSink writes: fd 1, and process.stdout (replaced in tests). */
+export interface StdoutIo {
+  /** fs.writeSync on fd 1: bytes written, or throws (EAGAIN, EPIPE, ...). */
+  writeSync(data: Uint8Array, offset: number, length: number): number;
+  /** The stream on fd 1, asked for only when a write does not go out directly. */
+  stream(): NodeJS.WritableStream;
+}
+
+const STDOUT: StdoutIo = {
+  writeSync: (data, offset, length) => writeSync(1, data, offset, length),
+  stream: () => process.stdout,
+};
+
+/** A write that the stream may still complete: the kernel took nothing for now, or was interrupted. */
+const TRY_LATER = new Set(['EAGAIN', 'EWOULDBLOCK', 'EINTR']);
+
+/** The response on standard output (exported for tests). */
+export class StdoutSink implements ResponseSink {
   private pending = 0;
   private waiters: Array<() => void> = [];
   private broken = false;
   private readonly nph: boolean;
   private readonly protocol: string;
   private readonly onBroken: () => void;
+  private readonly io: StdoutIo;
+  private out: NodeJS.WritableStream | undefined;
 
-  constructor(nph: boolean, protocol: string | undefined, onBroken: () => void) {
+  constructor(nph: boolean, protocol: string | undefined, onBroken: () => void, io: StdoutIo = STDOUT) {
     this.nph = nph;
     this.protocol = nphProtocol(protocol);
     this.onBroken = onBroken;
-    // EPIPE when the web server closed our stdout (the client went away): the request is
-    // aborted, not failed; nothing reaches uncaughtException.
-    process.stdout.on('error', () => this.brokenPipe());
+    this.io = io;
+  }
+
+  /** process.stdout, made on first use: a small response never needs it (writeWhole). */
+  private stream(): NodeJS.WritableStream {
+    if (!this.out) {
+      this.out = this.io.stream();
+      // EPIPE when the web server closed our stdout (the client went away): the request is
+      // aborted, not failed; nothing reaches uncaughtException.
+      this.out.on('error', () => this.brokenPipe());
+    }
+    return this.out;
   }
 
   start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
@@ -192,23 +250,47 @@ class StdoutSink implements ResponseSink {
     } else {
       head = encodeCgiHead(status, headers);
     }
-    const p = this.write(chunk && last ? Buffer.concat([head, chunk]) : head);
-    if (chunk && !last) return this.write(chunk);
+    if (last) return this.writeWhole(chunk ? Buffer.concat([head, chunk]) : head);
+    const p = this.write(head);
+    if (chunk) return this.write(chunk);
     return p;
+  }
+
+  /**
+   * The whole response in one piece: a small one goes out with one write(2) on fd 1, without
+   * process.stdout (whose stream machinery costs a CGI process more start-up than the write).
+   * Anything the kernel does not take at once (a full non-blocking pipe: EAGAIN) goes through
+   * the stream, as do large responses (a blocking write would hold the event loop, and with it
+   * the SIGTERM handler, for as long as the reader takes).
+   */
+  private writeWhole(data: Buffer): void | Promise<void> {
+    if (this.broken) return;
+    let off = 0;
+    if (!this.out && data.length <= DIRECT_WRITE_MAX) {
+      try {
+        while (off < data.length) off += this.io.writeSync(data, off, data.length - off);
+        return;
+      } catch (err) {
+        // EPIPE (the reader is gone), EBADF, ...: what the stream reports as 'error'.
+        if (!TRY_LATER.has((err as NodeJS.ErrnoException).code!)) return this.brokenPipe();
+      }
+    }
+    return this.write(off ? data.subarray(off) : data);
   }
 
   write(chunk: Uint8Array): void | Promise<void> {
     if (this.broken) return;
     this.pending++;
-    const ok = process.stdout.write(chunk, () => this.done());
+    const out = this.stream();
+    const ok = out.write(chunk, () => this.done());
     if (ok) return;
     // Resolved on drain, or when the pipe breaks (no drain ever comes then).
     return new Promise((resolve) => {
       const wake = (): void => {
-        process.stdout.off('drain', wake);
+        out.off('drain', wake);
         resolve();
       };
-      process.stdout.once('drain', wake);
+      out.once('drain', wake);
       this.waiters.push(wake);
     });
   }

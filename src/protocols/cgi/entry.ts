@@ -2,15 +2,15 @@
 
 import { writeSync } from 'node:fs';
 import { UsageError } from '../../errors.js';
-import { loadApp } from '../../load-app.js';
 import { type CgiOptions, isNphScript, keepStdoutForTheResponse, nphProtocol, runCgi } from './adapter.js';
+import { loadCgiApp } from './load.js';
 
 /** Loads APP and answers this process's one CGI request; a load failure is a 500 on stdout. */
 export async function runCgiCommand(appSpec: string, opts: CgiOptions & { interface?: string } = {}): Promise<void> {
   // Before the app's module runs: its top-level console.log must not land in the response.
   keepStdoutForTheResponse();
   try {
-    const app = await loadApp(appSpec, { interface: opts.interface });
+    const app = await loadCgiApp(appSpec, { interface: opts.interface });
     await runCgi(app, opts);
   } catch (err) {
     // The web server shows our stdout to the client: a plain 500, the reason on stderr.
