@@ -114,7 +114,8 @@ class Run {
       }
       if (typeof body.close === 'function') this.closeFn = () => body.close!();
       if (typeof (body as Iterable<Chunk>)[Symbol.iterator] === 'function' && typeof body !== 'string') {
-        await this.iterateSync(body as Iterable<Chunk>);
+        const p = this.iterateSync(body as Iterable<Chunk>);
+        if (p) await p;
       } else if (typeof (body as AsyncIterable<Chunk>)[Symbol.asyncIterator] === 'function') {
         await this.iterateAsync(body as AsyncIterable<Chunk>);
       } else {
@@ -122,14 +123,15 @@ class Run {
       }
       if (this.flag.aborted) throw new ClientGoneError();
       if (this.status === undefined) throw new AppError('the app returned without calling startResponse()');
-      await this.finish();
+      const p = this.finish();
+      if (p) await p;
     } catch (err) {
       outcome = await this.fail(err);
     } finally {
       clearTimeout(this.timer);
       if (this.timeoutAnswer) await this.timeoutAnswer;
       this.ended = true;
-      await this.close();
+      if (this.closeFn) await this.close();
     }
     if (this.flag.aborted && outcome === 'ok') outcome = 'aborted';
     if (this.timedOut) outcome = 'timeout';
@@ -180,17 +182,30 @@ class Run {
     (this.flag as RequestAbort).abort();
   }
 
-  private async iterateSync(body: Iterable<Chunk>): Promise<void> {
-    if (Array.isArray(body)) {
-      // An array runs no app code as it is read, so knowing which chunk is the last costs
-      // nothing, and lets the sink put a whole small response in one write.
-      for (let i = 0; i < body.length; i++) {
-        const p = this.send(this.checkChunk(body[i] as Chunk), i === body.length - 1);
-        if (p) await this.settle(p);
-        if (this.finished || this.flag.aborted) return;
-      }
-      return;
+  /** Synchronous (no promise) as long as the sink takes every chunk at once. */
+  private iterateSync(body: Iterable<Chunk>): void | Promise<void> {
+    if (!Array.isArray(body)) return this.iterateIterator(body);
+    // An array runs no app code as it is read, so knowing which chunk is the last costs
+    // nothing, and lets the sink put a whole small response in one write.
+    for (let i = 0; i < body.length; i++) {
+      const p = this.send(this.checkChunk(body[i] as Chunk), i === body.length - 1);
+      if (p) return this.iterateArrayAfter(body as Chunk[], i, p);
+      if (this.finished || this.flag.aborted) return;
     }
+  }
+
+  /** The rest of an array body, once the sink's backpressure on chunk `i` is relieved. */
+  private async iterateArrayAfter(body: Chunk[], i: number, pending: Promise<void>): Promise<void> {
+    await this.settle(pending);
+    if (this.finished || this.flag.aborted) return;
+    for (let j = i + 1; j < body.length; j++) {
+      const p = this.send(this.checkChunk(body[j] as Chunk), j === body.length - 1);
+      if (p) await this.settle(p);
+      if (this.finished || this.flag.aborted) return;
+    }
+  }
+
+  private async iterateIterator(body: Iterable<Chunk>): Promise<void> {
     // A generator's next step runs only after the chunk it yielded is on its way (PEP 3333:
     // no block is held back), so an error or an excInfo after a yield meets headers as sent.
     const it = body[Symbol.iterator]();
@@ -291,8 +306,23 @@ class Run {
     }
   }
 
-  /** The body is exhausted: send what is still pending and end the response on the wire. */
-  private async finish(): Promise<void> {
+  /**
+   * The body is exhausted: send what is still pending and end the response on the wire.
+   * Synchronous when the head is out (the usual case) and the sink ends at once.
+   */
+  private finish(): void | Promise<void> {
+    if (!this.headersSent) return this.finishWithHead();
+    const cl = this.declaredLength;
+    if (cl !== undefined && this.bytes < cl && !this.isHead && !bodyless(statusCode(this.status!))) {
+      throw new AppError(`the app sent ${this.bytes} bytes of the ${cl} its Content-Length declared`);
+    }
+    if (this.flag.aborted) throw new ClientGoneError();
+    const p = this.o.sink.end();
+    this.ended = true;
+    if (p) return this.settle(p);
+  }
+
+  private async finishWithHead(): Promise<void> {
     const code = statusCode(this.status!);
     const cl = this.declaredLength;
     const short = cl !== undefined && this.bytes < cl && !this.isHead && !bodyless(code);

@@ -38,6 +38,21 @@ describe('app and body kinds', () => {
     expect(result).toMatchObject({ status: 200, bytes: 13, outcome: 'ok' });
   });
 
+  it('an array body under backpressure: every chunk in order, each after the previous write settled', async () => {
+    // The array path runs synchronously while the sink takes chunks at once, and goes on
+    // asynchronously from the chunk whose write is pending.
+    const req = makeRequest({ sink: { asyncWrites: true } });
+    const result = await req.run(answer(['one ', 'two ', 'three ', 'four']));
+    expect(req.sink.kinds).toEqual(['start', 'write', 'write', 'write', 'end']);
+    expect(req.sink.text()).toBe('one two three four');
+    expect(result).toMatchObject({ status: 200, bytes: 18, outcome: 'ok' });
+    const slowEnd = makeRequest({ sink: { slowEnd: true } });
+    const done = slowEnd.run(answer(['a', 'b']));
+    await until(() => slowEnd.sink.kinds.includes('end'), 'end called');
+    slowEnd.sink.releaseEnd();
+    expect(await done).toMatchObject({ status: 200, bytes: 2, outcome: 'ok' });
+  });
+
   it('iterates any sync iterable, not only arrays (a Set, a generator object)', async () => {
     const req = makeRequest();
     function* gen(): Generator<Chunk> {
