@@ -41,14 +41,14 @@ describe('app and body kinds', () => {
   it('an array body under backpressure: every chunk in order, each after the previous write settled', async () => {
     // The array path runs synchronously while the sink takes chunks at once, and goes on
     // asynchronously from the chunk whose write is pending.
-    const req = makeRequest({ sink: { asyncWrites: true } });
+    const req = makeRequest({}, undefined, { sink: { asyncWrites: true } });
     const result = await req.run(answer(['one ', 'two ', 'three ', 'four']));
     expect(req.sink.kinds).toEqual(['start', 'write', 'write', 'write', 'end']);
     expect(req.sink.text()).toBe('one two three four');
     expect(result).toMatchObject({ status: 200, bytes: 18, outcome: 'ok' });
-    const slowEnd = makeRequest({ sink: { slowEnd: true } });
+    const slowEnd = makeRequest({}, undefined, { sink: { slowEnd: true } });
     const done = slowEnd.run(answer(['a', 'b']));
-    await until(() => slowEnd.sink.kinds.includes('end'), 'end called');
+    await until(() => slowEnd.sink.kinds.includes('end'), 1_000, 'end called');
     slowEnd.sink.releaseEnd();
     expect(await done).toMatchObject({ status: 200, bytes: 2, outcome: 'ok' });
   });
