@@ -176,7 +176,8 @@ describe('fromNodeListener: res', () => {
       res.end('def');
     });
     expect(r.sink.text()).toBe('abcdef');
-    expect(r.sink.header('content-length')).toEqual([]);
+    // The app's 999 beside chunked is dropped; the body was whole, so the runner gave its length.
+    expect(r.sink.header('content-length')).toEqual(['6']);
     expect(r.sink.header('trailer')).toEqual([]);
     expect(r.sink.kinds.at(-1)).toBe('end');
   });
@@ -184,16 +185,16 @@ describe('fromNodeListener: res', () => {
   it('write() returns false while the front end is busy and drain follows (backpressure); finish then close', async () => {
     const r = makeRequest({}, undefined, { sink: { backpressure: true } });
     const events: string[] = [];
-    const wrote = deferred<boolean[]>();
+    const results: boolean[] = [];
+    const full = deferred<void>();
     const run = r.run(
       fromNodeListener((_q, res) => {
         res.on('finish', () => events.push('finish'));
         res.on('close', () => events.push('close'));
-        const results: boolean[] = [];
         const big = Buffer.alloc(32 * 1024, 0x61);
         const writeMore = (): void => {
           for (;;) {
-            if (results.length === 6) {
+            if (results.length === 12) {
               res.end();
               return;
             }
@@ -201,7 +202,7 @@ describe('fromNodeListener: res', () => {
             results.push(ok);
             if (!ok) {
               events.push('full');
-              if (results.length === 1) wrote.resolve(results.slice());
+              full.resolve();
               res.once('drain', () => {
                 events.push('drain');
                 writeMore();
@@ -213,14 +214,20 @@ describe('fromNodeListener: res', () => {
         writeMore();
       }),
     );
-    expect(await within(wrote.promise, 1000, 'a full write')).toEqual([false]);
+    await within(full.promise, 1000, 'a full write');
+    // The front end has taken nothing yet: res takes a little ahead, then write() says wait.
+    expect(results.indexOf(false)).toBeGreaterThanOrEqual(0);
+    expect(results.indexOf(false)).toBeLessThan(4);
+    const before = results.length;
+    for (let i = 0; i < 5; i++) await tick();
+    expect(results.length).toBe(before);
     while (!r.sink.kinds.includes('end')) {
       r.sink.release();
       await tick();
     }
     await within(run, 2000, 'the run');
-    expect(r.sink.collect().length).toBe(6 * 32 * 1024);
-    expect(events.filter((e) => e === 'drain').length).toBeGreaterThan(0);
+    expect(r.sink.collect().length).toBe(12 * 32 * 1024);
+    expect(events.filter((e) => e === 'drain').length).toBeGreaterThan(1);
     expect(events.slice(-2)).toEqual(['finish', 'close']);
   });
 
@@ -313,6 +320,132 @@ describe('fromNodeListener: res', () => {
     await until(() => events.length === 2, 1000, 'finish and close');
     expect(events).toEqual(['finish', 'close']);
     expect(r.sink.text()).toBe('ignored your body');
+  });
+});
+
+describe('fromNodeListener: the response as one piece, and node:http\'s events', () => {
+  it('writes in the same turn as end() go out as one start(..., last) with the whole length', async () => {
+    const { r } = await run((_q, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.write('one ');
+      res.write(Buffer.from('two '));
+      res.end('three');
+    });
+    expect(r.sink.kinds).toEqual(['start', 'end']);
+    expect(r.sink.head.last).toBe(true);
+    expect(Buffer.from(r.sink.head.chunk!).toString()).toBe('one two three');
+    expect(r.sink.header('content-length')).toEqual(['13']);
+    expect(r.sink.header('transfer-encoding')).toEqual([]);
+  });
+
+  it('a whole response larger than one piece still goes out whole and in order', async () => {
+    const parts = Array.from({ length: 5 }, (_, i) => Buffer.alloc(30 * 1024, 0x61 + i));
+    const { r } = await run((_q, res) => {
+      for (const p of parts) res.write(p);
+      res.end();
+    });
+    expect(Buffer.from(r.sink.collect()).equals(Buffer.concat(parts))).toBe(true);
+    expect(r.sink.kinds.at(-1)).toBe('end');
+  });
+
+  it('res.end(string) and its encodings: node\'s Content-Length matches the bytes sent', async () => {
+    const utf8 = await run((_q, res) => res.end('caf\u00e9 \u2713'));
+    expect(utf8.r.sink.header('content-length')).toEqual(['9']);
+    expect(utf8.r.sink.text()).toBe('caf\u00e9 \u2713');
+    const latin1 = await run((_q, res) => {
+      res.write('caf\u00e9', 'latin1');
+      res.end('6869', 'hex');
+    });
+    expect([...latin1.r.sink.collect()]).toEqual([0x63, 0x61, 0x66, 0xe9, 0x68, 0x69]);
+  });
+
+  it('header values: latin-1 as it is (one character a byte), whitespace around a value dropped', async () => {
+    const { r } = await run((_q, res) => {
+      res.setHeader('X-Latin', 'caf\u00e9');
+      res.setHeader('X-Padded', '  v  ');
+      res.setHeader('Connection', 'close');
+      res.setHeader('Keep-Alive', 'timeout=5');
+      res.end('ok');
+    });
+    expect(r.sink.header('x-latin')).toEqual(['caf\u00e9']);
+    expect(r.sink.header('x-padded')).toEqual(['v']);
+    expect(r.sink.header('connection')).toEqual([]);
+    expect(r.sink.header('keep-alive')).toEqual([]);
+  });
+
+  it('HTTP/1.0: res.end(body) still gets its Content-Length', async () => {
+    const { r } = await run((_q, res) => res.end('old'), { SERVER_PROTOCOL: 'HTTP/1.0' });
+    expect(r.sink.header('content-length')).toEqual(['3']);
+    expect(r.sink.text()).toBe('old');
+  });
+
+  it('after the response, as on node:http: prefinish, finish, then close; an unread GET ends and closes; res.socket let go', async () => {
+    const events: string[] = [];
+    let req!: http.IncomingMessage;
+    let res!: http.ServerResponse;
+    await run((q, s) => {
+      req = q;
+      res = s;
+      q.on('end', () => events.push('req end'));
+      q.on('close', () => events.push('req close'));
+      s.on('prefinish', () => events.push('prefinish'));
+      s.on('finish', () => events.push('finish'));
+      s.on('close', () => events.push('close'));
+      s.end('done');
+    });
+    await until(() => events.includes('req close') && events.includes('close'), 1000, 'the close events');
+    expect(events.indexOf('prefinish')).toBeLessThan(events.indexOf('finish'));
+    expect(events.indexOf('finish')).toBeLessThan(events.indexOf('close'));
+    expect(events.indexOf('req end')).toBeLessThan(events.indexOf('req close'));
+    expect(res.socket).toBeNull();
+    expect(req.socket.remoteAddress).toBe('127.0.0.1');
+    expect(res.headersSent).toBe(true);
+    expect(res.writableFinished).toBe(true);
+  });
+
+  it('writeHead now, body later: the head waits for the body, and res.getHeaders() is node\'s', async () => {
+    const { r } = await run(async (_q, res) => {
+      res.writeHead(202, { 'X-Later': '1' });
+      expect(res.headersSent).toBe(true);
+      await tick();
+      res.write('a');
+      await tick();
+      res.end('b');
+    });
+    expect(r.sink.head.status).toBe('202 Accepted');
+    expect(r.sink.header('x-later')).toEqual(['1']);
+    expect(r.sink.text()).toBe('ab');
+  });
+
+  it('the client going away after res.end() but before the front end took it all: close without finish', async () => {
+    const r = makeRequest({}, undefined, { sink: { backpressure: true }, releaseOnAbort: true });
+    let res!: http.ServerResponse;
+    const events: string[] = [];
+    const run = r.run(
+      fromNodeListener((_q, s) => {
+        res = s;
+        s.on('finish', () => events.push('finish'));
+        s.on('close', () => events.push('close'));
+        for (let i = 0; i < 4; i++) s.write(Buffer.alloc(128 * 1024, 0x61));
+        s.end();
+      }),
+    );
+    await until(() => r.sink.kinds.includes('start'), 1000, 'the head');
+    expect(res.writableEnded).toBe(true);
+    r.controller.abort();
+    const result = await within(run, 1000, 'the run');
+    expect(result.outcome).toBe('aborted');
+    await until(() => events.includes('close'), 1000, 'res close');
+    for (let i = 0; i < 5; i++) await tick();
+    expect(events).toEqual(['close']);
+  });
+
+  it('writeHead then destroy before any body: 500, nothing half-sent', async () => {
+    const { r } = await run((_q, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.destroy();
+    });
+    expect(r.sink.head.status).toBe('500 Internal Server Error');
   });
 });
 
