@@ -7,7 +7,8 @@
 //   bare (req, res) listener and an Express app through fromNodeListener.
 // node-http | express-http: the same listener on node:http itself, each request written into an
 //   in-memory keep-alive socket (node's own path, its HTTP parsing included).
-// plain-fcgi | node-fcgi | express-fcgi: through tsgi's FastCGI server, each request's records
+// hono-http: the Hono app on @hono/node-server's listener over node:http (the hono-node peer).
+// plain-fcgi | node-fcgi | express-fcgi | hono-fcgi: through tsgi's FastCGI server, each request's records
 //   written into an in-memory connection kept open (fastcgi_keep_conn), FastCGI parsing included:
 //   the peer of node-http / express-http.
 //
@@ -38,12 +39,17 @@ const plain = (_env, sr) => {
 };
 
 async function listenerFor(name) {
+  if (name.startsWith('hono')) {
+    // hono-http: the Hono app on @hono/node-server's listener, as the hono-node peer serves it.
+    const { getRequestListener } = await import('@hono/node-server');
+    return getRequestListener((await import('../apps/hono.mjs')).default.fetch);
+  }
   return name.startsWith('express') ? (await import('../apps/express.mjs')).default : bare;
 }
 
 async function appFor(name) {
   if (name === 'plain' || name === 'plain-fcgi') return plain;
-  if (name === 'hono') return fromFetch((await import('../apps/hono.mjs')).default, { overrideGlobalObjects: true });
+  if (name === 'hono' || name === 'hono-fcgi') return fromFetch((await import('../apps/hono.mjs')).default, { overrideGlobalObjects: true });
   if (name === 'hono-native') return fromFetch((await import('../apps/hono.mjs')).default);
   return fromNodeListener(await listenerFor(name));
 }
