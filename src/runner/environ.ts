@@ -152,7 +152,11 @@ export function parseContentLength(value: string | undefined): number | undefine
  */
 export function addHeaderVar(vars: Record<string, string>, name: string, value: string): void {
   const key = cgiHeaderName(name);
-  if (key === null) return;
+  if (key !== null) addHeaderKey(vars, key, value);
+}
+
+/** addHeaderVar with the CGI name already made (by cgiHeaderName, not null). */
+export function addHeaderKey(vars: Record<string, string>, key: string, value: string): void {
   const prev = vars[key];
   if (prev === undefined) vars[key] = value;
   else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;

@@ -2,10 +2,10 @@
 // FORWARD_REQUEST becomes the environ, body packets are asked for with GET_BODY_CHUNK as the app
 // reads, and the response goes back as SEND_HEADERS, SEND_BODY_CHUNK and END_RESPONSE.
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
 import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
-import { addHeaderVar, newVars, percentDecode } from '../../runner/environ.js';
+import { addHeaderKey, cgiHeaderName, newVars, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
@@ -21,8 +21,7 @@ import {
   encodeCPong,
   encodeEndResponse,
   encodeGetBodyChunk,
-  encodeSendBodyChunk,
-  encodeSendHeaders,
+  encodeResponse,
   PacketDecoder,
   type ForwardRequest,
 } from './codec.js';
@@ -61,28 +60,86 @@ const PASSED_ATTRIBUTES = new Set(['JK_LB_ACTIVATION']);
  */
 const FLUSH = Buffer.from([0x41, 0x42, 0x00, 0x04, PrefixCode.SendBodyChunk, 0x00, 0x00, 0x00]);
 
+/**
+ * GET_BODY_CHUNKs outstanding at most for a body with a Content-Length. httpd answers each with
+ * one body packet (what it reads from the client, up to packet size - 6 bytes), in order. Asking
+ * for several in one write spares a round trip per packet: httpd finds the next request waiting
+ * instead of sleeping on the socket, and tsgi reads several packets per wake-up (a 1 MiB upload
+ * in 8 KiB packets behind httpd: 2.5-3.1 ms of tsgi CPU and 3.4-4.7 ms of httpd's with one
+ * outstanding, 0.9-1.2 and 1.6-2.0 ms with the queue's room outstanding). In practice the bound
+ * is the queue's room (bodyHighWaterMark, 256 KiB: 31 asks in 8 KiB packets, 3 in 64 KiB ones);
+ * this is a ceiling for a larger one. Never more are outstanding than the body can still fill
+ * (each packet brings at least a byte and at most packet size - 6), so none reaches the end of
+ * the body, and one at a time for a chunked body, whose end is not known. They are refilled by
+ * halves (see askForBody). The price: a response sent before the body is read waits until httpd
+ * has forwarded what was asked for.
+ */
+export const MAX_ASKS_AHEAD = 32;
+
 export function createAjpServer(gw: Gateway, opts: AjpOptions = {}): ProtocolServer {
   const packetSize = opts.packetSize ?? DEFAULT_PACKET_SIZE;
   if (!Number.isInteger(packetSize) || packetSize < 1024 || packetSize > MAX_PACKET_SIZE) {
     throw new RangeError(`ajp: packet size must be 1024..${MAX_PACKET_SIZE}, got ${packetSize}`);
   }
-  const secret = opts.secret !== undefined ? digest(opts.secret) : undefined;
-  const cfg: Config = { packetSize, secret, allowed: opts.allowedAttributes, allowShutdown: opts.allowShutdown ?? false };
+  const cfg: Config = {
+    packetSize,
+    // As bytes (latin-1, one char each), the way httpd sends it and the comparison reads it.
+    secret: opts.secret === undefined ? undefined : Buffer.from(opts.secret, 'latin1').toString('latin1'),
+    allowed: opts.allowedAttributes,
+    allowShutdown: opts.allowShutdown ?? false,
+    askFull: encodeGetBodyChunk(packetSize - READ_BODY_OVERHEAD),
+  };
   return createStreamServer(gw, 'ajp', (socket) => new AjpConnection(gw, socket, cfg));
 }
 
 interface Config {
   packetSize: number;
-  secret: Buffer | undefined;
+  secret: string | undefined;
   allowed: RegExp | undefined;
   allowShutdown: boolean;
+  /** GET_BODY_CHUNK for a whole packet's worth (packet size - 6), the usual one: made once. */
+  askFull: Uint8Array;
 }
 
-const digest = (s: string) => createHash('sha256').update(s, 'latin1').digest();
+/**
+ * The secret check, in constant time (node:crypto's timingSafeEqual): the time depends on the
+ * secret's length only, never on where or whether the given one differs. A given secret of
+ * another length is refused after the same comparison of the secret with itself. No hashing
+ * per request: a sha256 of the given secret cost more than decoding the rest of the
+ * FORWARD_REQUEST. Both are byte strings (latin-1, one char per byte).
+ */
+export function secretMatches(expected: string, given: string | undefined): boolean {
+  if (given === undefined) return false;
+  const want = Buffer.from(expected, 'latin1');
+  const got = Buffer.from(given, 'latin1');
+  if (got.length !== want.length) {
+    timingSafeEqual(want, want);
+    return false;
+  }
+  return timingSafeEqual(want, got);
+}
 
-/** Same-length digests compared with timingSafeEqual: no timing trace of where they differ. */
-function secretMatches(expected: Buffer, given: string | undefined): boolean {
-  return timingSafeEqual(expected, digest(given ?? '')) && given !== undefined;
+/**
+ * Request header name -> CGI variable name (null: dropped), from cgiHeaderName. Header names
+ * are a handful of strings, the same ones every request (and the same string objects: the codec
+ * reuses them), so the conversion is done once per name; bounded against a client sending
+ * endless new names.
+ */
+const cgiKeys = new Map<string, string | null>();
+function cgiKey(name: string): string | null {
+  let key = cgiKeys.get(name);
+  if (key === undefined) {
+    key = cgiHeaderName(name);
+    if (cgiKeys.size >= 1024) cgiKeys.clear();
+    cgiKeys.set(name, key);
+  }
+  return key;
+}
+
+/** Port numbers as strings: one entry per port httpd listens on. */
+const portStrings: string[] = [];
+function portString(port: number): string {
+  return (portStrings[port] ??= String(port));
 }
 
 const State = { Idle: 0, Request: 1 } as const;
@@ -93,8 +150,8 @@ class AjpConnection implements Connection, ResponseSink {
   requests = 0;
   private input: BodyQueue | null = null;
   private ac = new RequestAbort();
-  /** A body packet is on its way (the unsolicited first one, or one we asked for). */
-  private awaitingBody = false;
+  /** Body packets on their way: the unsolicited first one, and those asked for. */
+  private pending = 0;
   private bodyEnded = false;
   /** Request body bytes received (the limit applies to chunked bodies as they come). */
   private bodyReceived = 0;
@@ -166,8 +223,8 @@ class AjpConnection implements Connection, ResponseSink {
 
   /** Server-bound packets during a request are request body data ("Request Packet Structure"). */
   private bodyPacket(payload: Uint8Array): void {
-    if (!this.awaitingBody) throw new ProtocolError('TSGI_AJP_UNEXPECTED_PACKET', 'ajp: a packet arrived that was not asked for');
-    this.awaitingBody = false;
+    if (this.pending === 0) throw new ProtocolError('TSGI_AJP_UNEXPECTED_PACKET', 'ajp: a packet arrived that was not asked for');
+    this.pending--;
     const data = decodeBodyChunk(payload);
     const q = this.input!;
     this.bodyReceived += data.length;
@@ -185,12 +242,42 @@ class AjpConnection implements Connection, ResponseSink {
     if (!this.responding) this.finished();
   }
 
+  /**
+   * GET_BODY_CHUNKs, in one write: for a chunked body one when none is outstanding; for a body
+   * with a Content-Length enough to have min(MAX_ASKS_AHEAD, packets the body still needs at
+   * most, packets the queue has room for, at least 1) outstanding, once no more than half of
+   * that is. Each asks for packet size - 6 bytes, or what the body still lacks beyond the ones
+   * before it (mod_jk sends no more than asked; mod_proxy_ajp sends what it has).
+   */
   private askForBody(): void {
-    if (this.awaitingBody || this.bodyEnded || !this.responding) return;
-    this.awaitingBody = true;
+    if (this.bodyEnded || !this.responding) return;
+    const q = this.input!;
     const room = this.cfg.packetSize - READ_BODY_OVERHEAD;
-    const remaining = this.input!.remaining;
-    this.socket.write(encodeGetBodyChunk(Number.isFinite(remaining) ? Math.min(room, remaining) : room));
+    const remaining = q.remaining;
+    if (!Number.isFinite(remaining)) {
+      if (this.pending > 0) return;
+      this.pending = 1;
+      this.socket.write(this.cfg.askFull);
+      return;
+    }
+    const queueRoom = Math.max(1, Math.floor((this.gw.limits.bodyHighWaterMark - q.buffered) / room));
+    const target = Math.min(MAX_ASKS_AHEAD, Math.ceil(remaining / room), queueRoom);
+    // Refilled by halves: asked again once half of what may be outstanding came in, so that a
+    // write of GET_BODY_CHUNKs covers several reads of body packets, not one each (a 1 MiB upload
+    // behind httpd: 8.7 writes instead of 15.4, 4 % less CPU).
+    if (this.pending >= target || this.pending * 2 > target) return;
+    if (this.pending + 1 === target) {
+      const size = Math.min(room, remaining - this.pending * room);
+      this.pending++;
+      this.socket.write(size === room ? this.cfg.askFull : encodeGetBodyChunk(size));
+      return;
+    }
+    const asks: Uint8Array[] = [];
+    for (; this.pending < target; this.pending++) {
+      const size = Math.min(room, remaining - this.pending * room);
+      asks.push(size === room ? this.cfg.askFull : encodeGetBodyChunk(size));
+    }
+    this.socket.write(Buffer.concat(asks));
   }
 
   private forward(req: ForwardRequest): void {
@@ -202,7 +289,7 @@ class AjpConnection implements Connection, ResponseSink {
     this.ac = new RequestAbort();
     let refuse: RequestError | null = null;
     const vars = this.environ(req);
-    if (this.cfg.secret && !secretMatches(this.cfg.secret, req.attributes.secret)) {
+    if (this.cfg.secret !== undefined && !secretMatches(this.cfg.secret, req.attributes.secret)) {
       refuse = new RequestError('TSGI_AJP_BAD_SECRET', `ajp: ${req.attributes.secret === undefined ? 'missing' : 'wrong'} secret`, 403);
     }
     const extra: Record<string, string> = {};
@@ -223,7 +310,7 @@ class AjpConnection implements Connection, ResponseSink {
       else length = Number(cl);
     } else if (!chunked) length = 0;
     // httpd sends the first body packet unasked when Content-Length > 0.
-    this.awaitingBody = length !== undefined && length > 0;
+    this.pending = length !== undefined && length > 0 ? 1 : 0;
     if (length !== undefined && length > this.gw.limits.maxBodyBytes) {
       refuse ??= new RequestError('TSGI_BODY_TOO_LARGE', `ajp: request body of ${length} bytes is over the limit of ${this.gw.limits.maxBodyBytes}`, 413);
     }
@@ -234,7 +321,7 @@ class AjpConnection implements Connection, ResponseSink {
       highWaterMark: this.gw.limits.bodyHighWaterMark,
       onDemand: () => this.askForBody(),
     });
-    if (length === 0 || refuse) this.bodyEnded = !this.awaitingBody;
+    if (length === 0 || refuse) this.bodyEnded = this.pending === 0;
     const app: App | undefined = refuse ? refusingApp(refuse) : undefined;
     void this.gw.handle(vars, this.input, this, this.ac, undefined, app);
     // A chunked body starts with our request for it.
@@ -252,7 +339,7 @@ class AjpConnection implements Connection, ResponseSink {
     vars.QUERY_STRING = a.queryString ?? '';
     vars.REMOTE_ADDR = req.remoteAddr;
     vars.SERVER_NAME = req.serverName;
-    vars.SERVER_PORT = String(req.serverPort);
+    vars.SERVER_PORT = portString(req.serverPort);
     vars.GATEWAY_INTERFACE = 'CGI/1.1';
     if (req.remoteHost !== null && req.remoteHost !== '') vars.REMOTE_HOST = req.remoteHost;
     if (req.isSsl) vars.HTTPS = 'on';
@@ -263,22 +350,31 @@ class AjpConnection implements Connection, ResponseSink {
     if (a.sslCert !== undefined) vars.SSL_CLIENT_CERT = a.sslCert;
     if (a.sslKeySize !== undefined) vars.SSL_CIPHER_USEKEYSIZE = String(a.sslKeySize);
     if (a.route !== undefined) vars.AJP_ROUTE = a.route;
-    for (const [name, value] of req.headers) addHeaderVar(vars, name, value);
+    const headers = req.headers;
+    for (let i = 0; i < headers.length; i++) {
+      const [name, value] = headers[i]!;
+      const key = cgiKey(name);
+      if (key !== null) addHeaderKey(vars, key, value);
+    }
     return vars;
   }
 
   // ResponseSink
 
   start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
-    const list: Uint8Array[] = [encodeSendHeaders(statusCode(status), status.slice(4) || String(statusCode(status)), headers, this.cfg.packetSize)];
-    if (chunk) encodeSendBodyChunk(chunk, this.cfg.packetSize, list);
-    if (last) return this.endWith(list);
+    const code = statusCode(status);
+    const list: Uint8Array[] = [];
+    // With the whole body at hand, END_RESPONSE goes in the same write: a small response is
+    // one buffer (SEND_HEADERS, SEND_BODY_CHUNK, END_RESPONSE), a large one one writev.
+    const head = { status: code, message: status.slice(4) || String(code), headers };
+    encodeResponse(list, head, chunk, last ? !this.draining : undefined, this.cfg.packetSize);
+    if (last) return this.ended(list);
     return this.sendBody(list);
   }
 
   write(chunk: Uint8Array): void | Promise<void> {
     const list: Uint8Array[] = [];
-    encodeSendBodyChunk(chunk, this.cfg.packetSize, list);
+    encodeResponse(list, null, chunk, undefined, this.cfg.packetSize);
     return this.sendBody(list);
   }
 
@@ -291,7 +387,7 @@ class AjpConnection implements Connection, ResponseSink {
 
   end(): void | Promise<void> {
     if (!this.responding) return;
-    return this.endWith([]);
+    return this.ended([encodeEndResponse(!this.draining)]);
   }
 
   abort(_error: Error): void {
@@ -299,10 +395,10 @@ class AjpConnection implements Connection, ResponseSink {
     this.destroy();
   }
 
-  private endWith(list: Uint8Array[]): void | Promise<void> {
+  /** `list` ends with END_RESPONSE. */
+  private ended(list: Uint8Array[]): void | Promise<void> {
     this.responding = false;
     this.cancelFlush();
-    list.push(encodeEndResponse(!this.draining));
     const p = this.sendList(list);
     this.finished();
     return p;
@@ -310,21 +406,26 @@ class AjpConnection implements Connection, ResponseSink {
 
   /** After END_RESPONSE: idle again once the first body packet httpd sent unasked is read. */
   private finished(): void {
-    // A body packet on its way (the unsolicited first one, or one we asked for) must be read
-    // before the next FORWARD_REQUEST, or it would be taken for one.
-    if (this.responding || this.awaitingBody) return;
+    // Body packets on their way (the unsolicited first one, those we asked for) must be read
+    // before the next FORWARD_REQUEST, or one would be taken for it.
+    if (this.responding || this.pending > 0) return;
     if (this.state !== State.Request) return;
     this.state = State.Idle;
     this.input?.discard();
     if (this.draining) this.socket.end();
   }
 
+  /** One write (a writev when `list` has several pieces); a promise while the socket is backed up. */
   private sendList(list: Uint8Array[]): void | Promise<void> {
-    if (this.dead) return;
-    let ok = true;
-    this.socket.cork();
-    for (const b of list) ok = this.socket.write(b);
-    this.socket.uncork();
+    if (this.dead || list.length === 0) return;
+    let ok: boolean;
+    if (list.length === 1) ok = this.socket.write(list[0]!);
+    else {
+      ok = true;
+      this.socket.cork();
+      for (let i = 0; i < list.length; i++) ok = this.socket.write(list[i]!);
+      this.socket.uncork();
+    }
     if (ok) return;
     this.drainWait ??= new Promise((resolve) => (this.release = resolve));
     return this.drainWait;

@@ -15,8 +15,10 @@ import {
   encodeEndResponse,
   encodeForwardRequest,
   encodeGetBodyChunk,
+  encodeResponse,
   encodeSendBodyChunk,
   encodeSendHeaders,
+  INLINE_BODY_MAX,
 } from '../../../src/protocols/ajp/codec.js';
 import { MethodCode } from '../../../src/protocols/ajp/constants.js';
 
@@ -550,5 +552,155 @@ describe('SEND_BODY_CHUNK splitting', () => {
 
   it('empty data appends nothing (an empty chunk means "flush" to httpd)', () => {
     expect(split(new Uint8Array(0), 8192)).toEqual([]);
+  });
+});
+
+describe('name strings reused by position (FORWARD_REQUEST)', () => {
+  const withNames = (headers: Array<[string, string]>, attrs: Array<[string, string]>) =>
+    encodeForwardRequest({ headers, requestAttributes: attrs }).subarray(4);
+
+  it('the same bytes at a position give the same name, other bytes (same or other length) give theirs', () => {
+    const seq: Array<[string, string]> = [
+      ['X-Trace', 'X-Tracf'],
+      ['X-Trace', 'X-Trace'],
+      ['X-Tracf', 'X-T'],
+      ['X-T', 'X-Trace'],
+      ['Sec-Fetch-Mode', 'X-Trace'],
+    ];
+    for (const [a, b] of seq) {
+      const req = decodeForwardRequest(withNames([['host', 'h'], [a, '1'], [b, '2']], [['AJP_' + a, 'x'], ['AJP_' + b, 'y']]));
+      expect(req.headers).toEqual([['host', 'h'], [a, '1'], [b, '2']]);
+      expect(req.requestAttributes).toEqual([['AJP_' + a, 'x'], ['AJP_' + b, 'y']]);
+    }
+  });
+
+  it('the bytes kept are a copy: a payload in a reused buffer still decodes to its own names', () => {
+    // The server decodes views of socket chunks; a later chunk may reuse the memory.
+    const chunk = Buffer.alloc(512);
+    const first = withNames([['X-Aaaa', '1']], [['NAME_ONE', 'v']]);
+    first.forEach((b, i) => (chunk[7 + i] = b));
+    expect(decodeForwardRequest(chunk.subarray(7, 7 + first.length))).toMatchObject({ headers: [['X-Aaaa', '1']], requestAttributes: [['NAME_ONE', 'v']] });
+    const second = withNames([['X-Bbbb', '1']], [['NAME_TWO', 'v']]);
+    second.forEach((b, i) => (chunk[7 + i] = b));
+    expect(decodeForwardRequest(chunk.subarray(7, 7 + second.length))).toMatchObject({ headers: [['X-Bbbb', '1']], requestAttributes: [['NAME_TWO', 'v']] });
+  });
+
+  it('a packet cut at or inside a name seen before is still TSGI_AJP_BAD_REQUEST', () => {
+    const whole = withNames([['X-Trace', 'abc']], [['AJP_REMOTE_PORT', '1']]);
+    decodeForwardRequest(whole);
+    const name = Buffer.from('X-Trace');
+    const at = Buffer.from(whole).indexOf(name);
+    for (const cut of [at, at + 3, at + name.length, at + name.length + 1]) {
+      expectProtocolError(() => decodeForwardRequest(whole.subarray(0, cut)), 'TSGI_AJP_BAD_REQUEST');
+    }
+    const attr = Buffer.from(whole).indexOf(Buffer.from('AJP_REMOTE_PORT'));
+    expectProtocolError(() => decodeForwardRequest(whole.subarray(0, attr + 15)), 'TSGI_AJP_BAD_REQUEST');
+  });
+
+  it('past the cached positions and lengths (65 headers, a 60-byte name) names decode all the same', () => {
+    const headers = Array.from({ length: 70 }, (_, i): [string, string] => [`X-H${i}`, String(i)]);
+    headers.push(['X-' + 'n'.repeat(58), 'long']);
+    for (let round = 0; round < 2; round++) expect(decodeForwardRequest(withNames(headers, [])).headers).toEqual(headers);
+  });
+});
+
+describe('encodeResponse: a response in as few pieces as the body allows', () => {
+  // 200 OK, Content-Type: text/plain, Content-Length: 13, "Hello, world!": what bench/apps/hello.mjs sends.
+  const HELLO = hex(`
+    4142 0020                             // 'AB', payload 32
+    04 00c8 0002 4f4b 00 0002             // SEND_HEADERS, 200, "OK", 2 headers
+    a001 000a 746578742f706c61696e 00     // Content-Type: text/plain
+    a003 0002 3133 00                     // Content-Length: 13
+    4142 0011                             // 'AB', payload 17
+    03 000d 48656c6c6f2c20776f726c6421 00 // SEND_BODY_CHUNK 13 bytes, trailer
+    4142 0002 05 01                       // END_RESPONSE reuse
+  `);
+  const helloHead = { status: 200, message: 'OK', headers: [['Content-Type', 'text/plain'], ['Content-Length', '13']] as Array<[string, string]> };
+
+  function old(head: typeof helloHead | null, data: Uint8Array | null, reuse: boolean | undefined, size: number): Buffer {
+    const list: Uint8Array[] = [];
+    if (head) list.push(encodeSendHeaders(head.status, head.message, head.headers, size));
+    if (data) encodeSendBodyChunk(data, size, list);
+    if (reuse !== undefined) list.push(encodeEndResponse(reuse));
+    return Buffer.concat(list);
+  }
+
+  it('hello world: SEND_HEADERS, SEND_BODY_CHUNK and END_RESPONSE in one buffer, byte for byte', () => {
+    const out: Uint8Array[] = [];
+    encodeResponse(out, helloHead, Buffer.from('Hello, world!'), true, 8192);
+    expect(out).toHaveLength(1);
+    expect(toHex(out[0]!)).toBe(toHex(HELLO));
+    const close: Uint8Array[] = [];
+    encodeResponse(close, helloHead, new TextEncoder().encode('Hello, world!'), false, 8192);
+    expect(toHex(close[0]!)).toBe(toHex(HELLO).slice(0, -2) + '00');
+  });
+
+  it('the same bytes as encodeSendHeaders + encodeSendBodyChunk + encodeEndResponse, for every size around the limits', () => {
+    const big = Buffer.alloc(200_000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
+    const head = { status: 404, message: 'Not Found', headers: [['X-Long', 'v\u00e9'.repeat(40)], ['Set-Cookie', 'a=1'], ['x-short', '']] as Array<[string, string]> };
+    for (const size of [8192, 65536]) {
+      for (const n of [0, 1, 8184, 8185, INLINE_BODY_MAX, INLINE_BODY_MAX + 1, 65528, 65529, 200_000]) {
+        for (const reuse of [true, false, undefined]) {
+          for (const h of [head, null]) {
+            const data = n === 0 ? null : new Uint8Array(big.buffer, big.byteOffset, n);
+            const out: Uint8Array[] = [];
+            encodeResponse(out, h, data, reuse, size);
+            const bytes = Buffer.concat(out);
+            expect(bytes.equals(old(h, data, reuse, size)), `size ${size}, ${n} bytes, reuse ${reuse}, head ${h !== null}`).toBe(true);
+            for (const piece of out) expect(Buffer.isBuffer(piece)).toBe(true);
+            if (n <= INLINE_BODY_MAX) expect(out.length).toBeLessThanOrEqual(1);
+            else expect(out).toHaveLength(Math.ceil(n / (size - 8)) * 2 + 1); // n views, n + 1 glue pieces
+          }
+        }
+      }
+    }
+  });
+
+  it('past INLINE_BODY_MAX the data is not copied: views between shared glue, n + 1 pieces for n packets', () => {
+    const data = new Uint8Array(20_000).fill(0x61); // a plain Uint8Array, as an app may return
+    const out: Uint8Array[] = [];
+    encodeResponse(out, helloHead, data, true, 8192);
+    expect(out).toHaveLength(7); // head+chunk head, data, 00+chunk head, data, 00+chunk head, data, 00+END
+    expect(toHex(out[0]!).slice(-14)).toBe('4142' + '1ffc' + '03' + '1ff8');
+    expect(toHex(out[2]!)).toBe('00' + '4142' + '1ffc' + '03' + '1ff8');
+    expect(toHex(out[4]!)).toBe('00' + '4142' + '0e34' + '03' + '0e30'); // 20000 - 2 * 8184 = 3632
+    expect(toHex(out[6]!)).toBe('00' + '4142000205' + '01');
+    for (const [i, at] of [[1, 0], [3, 8184], [5, 16368]] as const) {
+      expect(Buffer.isBuffer(out[i])).toBe(true);
+      expect(out[i]!.buffer).toBe(data.buffer);
+      expect(out[i]!.byteOffset).toBe(at);
+    }
+    // The glue pieces share one allocation.
+    expect(out[2]!.buffer).toBe(out[0]!.buffer);
+    expect(out[6]!.buffer).toBe(out[0]!.buffer);
+  });
+
+  it('a Buffer body that is one packet goes in as itself', () => {
+    const data = Buffer.alloc(INLINE_BODY_MAX + 1);
+    const out: Uint8Array[] = [];
+    encodeResponse(out, null, data, undefined, 65536);
+    expect(out).toHaveLength(3);
+    expect(out[1]).toBe(data);
+    expect(toHex(out[2]!)).toBe('00');
+  });
+
+  it('no body: no SEND_BODY_CHUNK (an empty one means "flush" to httpd); nothing at all gives no piece', () => {
+    const out: Uint8Array[] = [];
+    encodeResponse(out, helloHead, new Uint8Array(0), true, 8192);
+    expect(out).toHaveLength(1);
+    const packetsOut = packets(out, { magic: 'container' }).map((p) => decodeContainerPacket(hex(p)).type);
+    expect(packetsOut).toEqual(['headers', 'end']);
+    const none: Uint8Array[] = [];
+    encodeResponse(none, null, null, undefined, 8192);
+    encodeResponse(none, null, new Uint8Array(0), undefined, 8192);
+    expect(none).toEqual([]);
+  });
+
+  it('headers over the packet size throw TSGI_AJP_HEADERS_TOO_LARGE before anything is appended', () => {
+    const out: Uint8Array[] = [];
+    const head = { status: 200, message: 'OK', headers: [['Location', 'x'.repeat(8192)]] as Array<[string, string]> };
+    expectProtocolError(() => encodeResponse(out, head, Buffer.from('x'), true, 8192), 'TSGI_AJP_HEADERS_TOO_LARGE');
+    expect(out).toEqual([]);
   });
 });

@@ -6,10 +6,18 @@
 import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ProtocolServer } from '../../../src/net/protocols.js';
-import { encodeBodyPacket, encodeCPing, encodeForwardRequest, type ForwardRequestInit } from '../../../src/protocols/ajp/codec.js';
-import { createAjpServer, type AjpOptions } from '../../../src/protocols/ajp/server.js';
+import {
+  decodeContainerPacket,
+  encodeBodyPacket,
+  encodeCPing,
+  encodeForwardRequest,
+  type ForwardRequestInit,
+  PacketDecoder,
+} from '../../../src/protocols/ajp/codec.js';
+import { createAjpServer, MAX_ASKS_AHEAD, secretMatches, type AjpOptions } from '../../../src/protocols/ajp/server.js';
 import { Gateway, type Limits } from '../../../src/runner/gateway.js';
 import type { App, Environ } from '../../../src/types.js';
 import { LogLevel, type LogLine, memoryLogger } from '../../helpers/logger.js';
@@ -237,7 +245,7 @@ describe('FORWARD_REQUEST → environ', () => {
 // =============================================================================================
 
 describe('request body', () => {
-  it('Content-Length: the first packet comes unasked, the rest one GET_BODY_CHUNK at a time (packet size - 6)', async () => {
+  it('Content-Length: the first packet comes unasked, the rest asked for (packet size - 6, the last for what is left)', async () => {
     const s = await serve(echoApp);
     const c = await s.connect();
     const body = randomBytes(20_000);
@@ -849,5 +857,290 @@ describe('broken peers and app errors', () => {
     }
     expect(types).toEqual(['headers', 'body', 'end']);
     await c.waitClosed();
+  });
+});
+
+// =============================================================================================
+
+describe('request body: GET_BODY_CHUNKs asked ahead', () => {
+  /** Sends FORWARD_REQUEST and httpd's unasked first packet; collects what comes within 150 ms. */
+  async function start(c: AjpClient, length: number, first: Uint8Array): Promise<number[]> {
+    c.send(encodeForwardRequest({ method: 'POST', requestUri: '/ahead', headers: [['Content-Length', String(length)]] }), encodeBodyPacket(first));
+    const got = await c.quietFor(150);
+    return got.map((p) => (p.type === 'get-body' ? p.size : -1));
+  }
+
+  it('Content-Length: the asks for the rest go out together, before httpd answers any', async () => {
+    const s = await serve(echoApp);
+    const c = await s.connect();
+    const body = randomBytes(100_000);
+    const asked = await start(c, body.length, body.subarray(0, 8186));
+    // 91814 bytes left: 11 whole packets and 1768 bytes.
+    expect(asked).toEqual([...Array(11).fill(8186), 1768]);
+    for (let at = 8186; at < body.length; at += 8186) c.send(encodeBodyPacket(body.subarray(at, at + 8186)));
+    const head = await c.next();
+    expect(head).toMatchObject({ type: 'headers', status: 200 });
+    const data = await c.next();
+    expect(data.type === 'body' && json(Buffer.from(data.data))).toMatchObject({ bodyLength: 100_000, bodySha256: sha256(body) });
+    expect(await c.next()).toEqual({ type: 'end', reuse: true });
+    expect((await c.exchange(get('/after'))).status).toBe(200);
+  });
+
+  it('no more outstanding than the body queue has room for (bodyHighWaterMark), then more as the app reads', async () => {
+    const s = await serve(echoApp, { limits: { bodyHighWaterMark: 32 * 1024 } });
+    const c = await s.connect();
+    const body = randomBytes(300_000);
+    // 32768 - 8186 buffered leaves room for 3 packets.
+    expect(await start(c, body.length, body.subarray(0, 8186))).toEqual([8186, 8186, 8186]);
+    let sent = 8186;
+    let outstanding = 3;
+    let asks = 3;
+    for (;;) {
+      const p = outstanding > 0 ? null : await c.next(2_000, 'a GET_BODY_CHUNK or the response');
+      if (p && p.type !== 'get-body') {
+        expect(p).toMatchObject({ type: 'headers', status: 200 });
+        break;
+      }
+      if (p) {
+        asks++;
+        outstanding++;
+        expect(outstanding).toBeLessThanOrEqual(3);
+        continue;
+      }
+      const n = Math.min(8186, body.length - sent);
+      c.send(encodeBodyPacket(body.subarray(sent, sent + n)));
+      sent += n;
+      outstanding--;
+    }
+    expect(sent).toBe(body.length);
+    expect(asks).toBe(Math.ceil((body.length - 8186) / 8186));
+    const data = await c.next();
+    expect(data.type === 'body' && json(Buffer.from(data.data))).toMatchObject({ bodyLength: 300_000, bodySha256: sha256(body) });
+  });
+
+  it('short packets (httpd sends what the client sent so far): never more asks outstanding than bytes left, none after the end', async () => {
+    const s = await serve(echoApp);
+    const c = await s.connect();
+    const body = randomBytes(20_000);
+    // 19000 bytes left: at most 3 packets; the last ask for what the first two cannot bring.
+    expect(await start(c, body.length, body.subarray(0, 1000))).toEqual([8186, 8186, 2628]);
+    let sent = 1000;
+    let outstanding = 3;
+    let asks = 3;
+    for (;;) {
+      if (outstanding > 0) {
+        expect(outstanding).toBeLessThanOrEqual(body.length - sent);
+        const n = Math.min(1000, body.length - sent);
+        c.send(encodeBodyPacket(body.subarray(sent, sent + n)));
+        sent += n;
+        outstanding--;
+        continue;
+      }
+      const p = await c.next(2_000, 'a GET_BODY_CHUNK or the response');
+      if (p.type !== 'get-body') {
+        expect(p).toMatchObject({ type: 'headers', status: 200 });
+        break;
+      }
+      asks++;
+      outstanding++;
+    }
+    expect(sent).toBe(body.length);
+    expect(asks).toBe(19); // one per 1000-byte packet after the first
+    const data = await c.next();
+    expect(data.type === 'body' && json(Buffer.from(data.data))).toMatchObject({ bodyLength: 20_000, bodySha256: sha256(body) });
+    expect(await c.next()).toEqual({ type: 'end', reuse: true });
+  });
+
+  it('refilled by halves: no ask until half of those outstanding came in, then that half in one go', async () => {
+    const app: App = async (environ, startResponse) => {
+      let n = 0;
+      for await (const chunk of environ['wsgi.input']) n += chunk.length;
+      startResponse('200 OK', [['Content-Type', 'text/plain']]);
+      return [String(n)];
+    };
+    const s = await serve(app);
+    const c = await s.connect();
+    const size = 1024 * 1024;
+    const body = randomBytes(size);
+    // 256 KiB of queue: 31 packets outstanding after the first.
+    expect(await start(c, size, body.subarray(0, 8186))).toEqual(Array(31).fill(8186));
+    let sent = 8186;
+    const next = () => {
+      const n = Math.min(8186, size - sent);
+      c.send(encodeBodyPacket(body.subarray(sent, sent + n)));
+      sent += n;
+    };
+    for (let i = 0; i < 15; i++) {
+      next();
+      expect(await c.quietFor(40)).toEqual([]); // 30 .. 16 outstanding: more than half
+    }
+    next(); // 15 outstanding
+    // The other half at once: 16 asks (15 had two packets come in one read: less room then).
+    const burst = await c.quietFor(300);
+    expect(burst.length).toBeGreaterThanOrEqual(15);
+    expect(burst.every((p) => p.type === 'get-body' && p.size === 8186)).toBe(true);
+    let outstanding = 15 + burst.length;
+    for (;;) {
+      while (outstanding > 0) {
+        next();
+        outstanding--;
+      }
+      const p = await c.next(2_000, 'a GET_BODY_CHUNK or the response');
+      if (p.type === 'get-body') outstanding++;
+      else {
+        expect(p).toMatchObject({ type: 'headers', status: 200 });
+        break;
+      }
+    }
+    expect(sent).toBe(size);
+    const data = await c.next();
+    expect(data.type === 'body' && Buffer.from(data.data).toString()).toBe(String(size));
+    expect(await c.next()).toEqual({ type: 'end', reuse: true });
+  });
+
+  it('64 KiB packets: 1 MiB asked 3 packets ahead (the 256 KiB queue)', async () => {
+    const s = await serve(echoApp, { ajp: { packetSize: 65536 } });
+    const c = await s.connect({ maxPacketSize: 65536 });
+    const body = randomBytes(1024 * 1024);
+    expect(await start(c, body.length, body.subarray(0, 65530))).toEqual([65530, 65530, 65530]);
+    expect(MAX_ASKS_AHEAD).toBeGreaterThanOrEqual(31); // 256 KiB in 8 KiB packets is not cut short
+  });
+
+  it('an app error with asks outstanding: 500, every asked packet read, END_RESPONSE reuse=1, then CPing and a request work', async () => {
+    const s = await serve(async (environ, startResponse) => {
+      if (environ.PATH_INFO === '/fail') {
+        await environ['wsgi.input'].read(100);
+        throw new Error('boom');
+      }
+      return echoApp(environ, startResponse);
+    });
+    const c = await s.connect();
+    const ex = await c.exchange({ method: 'POST', requestUri: '/fail', headers: [['Content-Length', '100000']] }, { body: randomBytes(100_000) });
+    expect(ex.status).toBe(500);
+    expect(ex.getBody).toEqual([...Array(11).fill(8186), 1768]); // asked ahead before the app failed
+    expect(ex.asksAfterEnd).toBe(0);
+    expect(ex.end).toEqual({ reuse: true });
+    c.send(encodeCPing());
+    expect(await c.next()).toEqual({ type: 'cpong' });
+    const body = randomBytes(20_000);
+    const next = await c.exchange({ method: 'POST', requestUri: '/echo', headers: [['Content-Length', '20000']] }, { body });
+    expect(json(next.body)).toMatchObject({ bodyLength: 20_000, bodySha256: sha256(body) });
+    expect(next.end).toEqual({ reuse: true });
+  });
+
+  it('chunked: one GET_BODY_CHUNK outstanding at a time (the end of the body is not known)', async () => {
+    const s = await serve(echoApp);
+    const c = await s.connect();
+    c.send(encodeForwardRequest({ method: 'POST', requestUri: '/chunked-one', headers: [['Transfer-Encoding', 'chunked']] }));
+    for (let i = 0; i < 3; i++) {
+      const got = await c.quietFor(100);
+      expect(got).toEqual([{ type: 'get-body', size: 8186 }]);
+      c.send(encodeBodyPacket(randomBytes(3000)));
+    }
+    expect(await c.quietFor(100)).toEqual([{ type: 'get-body', size: 8186 }]);
+    c.send(encodeBodyPacket(new Uint8Array(0)));
+    expect(await c.next()).toMatchObject({ type: 'headers', status: 200 });
+  });
+});
+
+describe('response writes', () => {
+  /** A stand-in for httpd's socket: each write(2)/writev(2) tsgi would make, as the pieces given. */
+  class WireSocket extends Duplex {
+    remoteAddress = '127.0.0.1';
+    writes: Buffer[][] = [];
+    override _read(): void {}
+    override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
+      this.writes.push([c]);
+      cb();
+    }
+    override _writev(chunks: Array<{ chunk: Buffer }>, cb: () => void): void {
+      this.writes.push(chunks.map((c) => c.chunk));
+      cb();
+    }
+    setTimeout(): this {
+      return this;
+    }
+    setNoDelay(): this {
+      return this;
+    }
+  }
+
+  async function oneRequest(app: App, init: ForwardRequestInit, ajp: AjpOptions = {}, after?: Uint8Array): Promise<WireSocket> {
+    const { log } = memoryLogger();
+    const gw = new Gateway({ app, log, protocol: 'ajp' });
+    const ps = createAjpServer(gw, ajp);
+    const sock = new WireSocket();
+    ps.server.emit('connection', sock);
+    sock.emit('data', Buffer.concat([encodeForwardRequest(init), after ?? new Uint8Array(0)]));
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    return sock;
+  }
+
+  it('a small response is one write of one buffer: SEND_HEADERS, SEND_BODY_CHUNK, END_RESPONSE', async () => {
+    const sock = await oneRequest((_e, sr) => {
+      sr('200 OK', [['Content-Type', 'text/plain'], ['Content-Length', '13']]);
+      return ['Hello, world!'];
+    }, get('/hello'));
+    expect(sock.writes).toHaveLength(1);
+    expect(sock.writes[0]).toHaveLength(1);
+    expect(sock.writes[0]![0]!.toString('hex')).toBe(
+      '41420020' + '0400c8' + '00024f4b00' + '0002' + 'a001000a746578742f706c61696e00' + 'a003' + '0002' + '3133' + '00' +
+        '41420011' + '03000d' + Buffer.from('Hello, world!').toString('hex') + '00' + '414200020501',
+    );
+  });
+
+  it('1 MiB in 8 KiB packets is one writev of 259 pieces: 129 views of the body between 130 small ones', async () => {
+    const big = new Uint8Array(1048576).fill(0x78);
+    const sock = await oneRequest((_e, sr) => {
+      sr('200 OK', [['Content-Type', 'application/octet-stream']]);
+      return [big];
+    }, get('/big'));
+    expect(sock.writes).toHaveLength(1);
+    const pieces = sock.writes[0]!;
+    expect(pieces).toHaveLength(259);
+    const views = pieces.filter((p) => p.buffer === big.buffer);
+    expect(views).toHaveLength(129);
+    expect(views.slice(0, -1).every((v) => v.length === 8184)).toBe(true);
+    expect(Buffer.concat(pieces).subarray(-7).toString('hex')).toBe('00' + '414200020501');
+  });
+
+  it('the GET_BODY_CHUNKs asked ahead go in one write', async () => {
+    const sock = await oneRequest(echoApp, { method: 'POST', requestUri: '/up', headers: [['Content-Length', '100000']] }, {}, encodeBodyPacket(new Uint8Array(8186)));
+    expect(sock.writes).toHaveLength(1);
+    const asks: number[] = [];
+    new PacketDecoder({ magic: 'container' }).push(Buffer.concat(sock.writes[0]!), (p) => {
+      const packet = decodeContainerPacket(p);
+      if (packet.type === 'get-body') asks.push(packet.size);
+    });
+    expect(asks).toEqual([...Array(11).fill(8186), 1768]);
+  });
+
+  it('a streamed body: one write per chunk, each its SEND_BODY_CHUNK in one buffer, then END_RESPONSE', async () => {
+    const sock = await oneRequest((_e, sr) => {
+      sr('200 OK', [['Content-Type', 'text/plain']]);
+      return (function* () {
+        yield 'a';
+        yield 'bc';
+      })();
+    }, get('/stream'));
+    const types = sock.writes.map((w) => {
+      const out: string[] = [];
+      new PacketDecoder({ magic: 'container' }).push(Buffer.concat(w), (p) => out.push(decodeContainerPacket(p).type));
+      return out.join('+');
+    });
+    // A generator is not read ahead: the first chunk goes with the headers, the end after the last.
+    expect(types).toEqual(['headers+body', 'body', 'end']);
+  });
+});
+
+describe('secretMatches', () => {
+  it('equal strings match; any other string, longer, shorter, empty or missing, does not', () => {
+    expect(secretMatches('s3cr3t', 's3cr3t')).toBe(true);
+    expect(secretMatches('', '')).toBe(true);
+    for (const given of ['s3cr3T', 's3cr3', 's3cr3tt', 's3cr3t\0', '', 'x'.repeat(1000)]) expect(secretMatches('s3cr3t', given)).toBe(false);
+    expect(secretMatches('s3cr3t', undefined)).toBe(false);
+    expect(secretMatches('', undefined)).toBe(false);
+    expect(secretMatches('', 'a')).toBe(false);
+    expect(secretMatches('\u00e9t\u00e9', '\u00e9t\u00e9')).toBe(true);
   });
 });

@@ -247,14 +247,17 @@ export function ajpWire(maxPacketSize = MAX_PACKET_SIZE): AjpWire {
   const events: WireEvent[] = [];
   const requests: ForwardRequest[] = [];
   const errors: string[] = [];
-  const state = new Map<number, { up: PacketDecoder; down: PacketDecoder; inRequest: boolean; broken: boolean }>();
+  // `body`: body packets on their way up, as tsgi counts them: the first one httpd sends unasked
+  // (Content-Length > 0), and one per GET_BODY_CHUNK. Not "until END_RESPONSE": the unasked
+  // packet may cross the tap after a response that did not wait for it (a refused request).
+  const state = new Map<number, { up: PacketDecoder; down: PacketDecoder; body: number; broken: boolean }>();
   const observe = (conn: TapConnection, dir: Direction, chunk: Buffer) => {
     let s = state.get(conn.id);
     if (!s) {
       s = {
         up: new PacketDecoder({ maxPacketSize, magic: 'server' }),
         down: new PacketDecoder({ maxPacketSize, magic: 'container' }),
-        inRequest: false,
+        body: 0,
         broken: false,
       };
       state.set(conn.id, s);
@@ -265,12 +268,15 @@ export function ajpWire(maxPacketSize = MAX_PACKET_SIZE): AjpWire {
       if (dir === 'up') {
         st.up.push(chunk, (payload) => {
           const size = payload.length + 4;
-          if (st.inRequest) {
+          if (st.body > 0) {
+            st.body--;
             events.push({ conn: conn.id, dir, type: 'body', size, data: decodeBodyChunk(payload).length });
           } else if (payload[0] === PrefixCode.ForwardRequest) {
             const request = decodeForwardRequest(Buffer.from(payload));
             requests.push(request);
-            st.inRequest = true;
+            const chunked = request.headers.some(([n]) => n.toLowerCase() === 'transfer-encoding');
+            const length = request.headers.find(([n]) => n.toLowerCase() === 'content-length')?.[1];
+            if (!chunked && length !== undefined && Number(length) > 0) st.body = 1;
             events.push({ conn: conn.id, dir, type: 'forward', size, request });
           } else if (payload[0] === PrefixCode.CPing) events.push({ conn: conn.id, dir, type: 'cping', size });
           else if (payload[0] === PrefixCode.Shutdown) events.push({ conn: conn.id, dir, type: 'shutdown', size });
@@ -281,12 +287,13 @@ export function ajpWire(maxPacketSize = MAX_PACKET_SIZE): AjpWire {
           const p = decodeContainerPacket(payload);
           const size = payload.length + 4;
           if (p.type === 'end') {
-            st.inRequest = false;
             events.push({ conn: conn.id, dir, type: 'end', size, reuse: p.reuse });
           } else if (p.type === 'body') events.push({ conn: conn.id, dir, type: p.data.length === 0 ? 'flush' : 'body', size, data: p.data.length });
           else if (p.type === 'headers') events.push({ conn: conn.id, dir, type: 'headers', size, status: p.status });
-          else if (p.type === 'get-body') events.push({ conn: conn.id, dir, type: 'get-body', size, asked: p.size });
-          else events.push({ conn: conn.id, dir, type: p.type, size });
+          else if (p.type === 'get-body') {
+            st.body++;
+            events.push({ conn: conn.id, dir, type: 'get-body', size, asked: p.size });
+          } else events.push({ conn: conn.id, dir, type: p.type, size });
         });
       }
     } catch (err) {
