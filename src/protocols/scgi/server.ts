@@ -20,6 +20,9 @@ export function createScgiServer(gw: Gateway): ProtocolServer {
   return createStreamServer(gw, 'scgi', (socket) => new ScgiConnection(gw, socket));
 }
 
+/** A first body chunk up to this size is joined to the head (a copy); a larger one is not. */
+const JOIN_LIMIT = 16384;
+
 class ScgiConnection implements Connection, ResponseSink {
   private decoder: RequestHeadDecoder | null;
   private input: BodyQueue | null = null;
@@ -127,8 +130,24 @@ class ScgiConnection implements Connection, ResponseSink {
 
   start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
     const head = encodeCgiHead(status, headers);
+    if (chunk !== null && chunk.length <= JOIN_LIMIT) {
+      // A small response: head and body copied into one buffer, one write.
+      const out = Buffer.allocUnsafe(head.length + chunk.length);
+      out.set(head, 0);
+      out.set(chunk, head.length);
+      if (!last) return this.write(out);
+      this.socket.write(out);
+      this.finish();
+      return;
+    }
     if (last) {
-      this.socket.write(chunk ? Buffer.concat([head, chunk]) : head);
+      // A large body is written from its own memory (one writev with the head), not copied.
+      if (chunk) {
+        this.socket.cork();
+        this.socket.write(head);
+        this.socket.write(chunk);
+        this.socket.uncork();
+      } else this.socket.write(head);
       this.finish();
       return;
     }

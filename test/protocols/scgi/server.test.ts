@@ -6,6 +6,7 @@ import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -441,6 +442,57 @@ describe('response', () => {
     expect(x.head).toMatchObject({ status: 418, reason: "I'm a teapot" });
     expect(x.body.toString()).toBe('short and stout');
     expect(x.end).toBe('fin');
+  });
+
+  it('a small whole response is one write; a large body is written from its own memory, not copied', async () => {
+    // In process: the server gets a socket that records what reaches it, write by write.
+    class RecordingSocket extends Duplex {
+      writes: Buffer[][] = [];
+      remoteAddress = '127.0.0.1';
+      override _read(): void {}
+      override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
+        this.writes.push([c]);
+        cb();
+      }
+      override _writev(cs: Array<{ chunk: Buffer }>, cb: () => void): void {
+        this.writes.push(cs.map((c) => c.chunk));
+        cb();
+      }
+      setTimeout(): this {
+        return this;
+      }
+      setNoDelay(): this {
+        return this;
+      }
+    }
+    const big = new Uint8Array(1 << 20).fill(0x78);
+    const small = Buffer.from('Hello, world!');
+    const { log } = memoryLogger();
+    const gw = new Gateway({
+      app: (env, sr) => {
+        sr('200 OK', [['Content-Type', 'text/plain']]);
+        return [env.PATH_INFO === '/big' ? big : small];
+      },
+      log,
+      protocol: 'scgi',
+    });
+    const ps = createScgiServer(gw);
+    const ask = async (path: string): Promise<RecordingSocket> => {
+      const s = new RecordingSocket();
+      ps.server.emit('connection', s);
+      s.push(scgiRequest({ PATH_INFO: path }));
+      await until(() => s.destroyed || s.writableFinished, `the response to ${path}`);
+      return s;
+    };
+    const hello = await ask('/hello');
+    expect(hello.writes).toHaveLength(1);
+    expect(hello.writes[0]).toHaveLength(1);
+    expect(hello.writes[0]![0]!.toString('latin1')).toBe('Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!');
+    const large = await ask('/big');
+    const pieces = large.writes.flat();
+    expect(pieces.reduce((n, c) => n + c.length, 0)).toBe(pieces[0]!.length + big.length);
+    // The body piece is a view of the app's own bytes (before: head and body copied into one buffer).
+    expect(pieces.some((c) => c.buffer === big.buffer && c.length === big.length)).toBe(true);
   });
 
   it('an error before the headers is a 500 without details; after them, a reset (the web server sees it incomplete)', async () => {
