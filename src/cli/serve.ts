@@ -17,7 +17,7 @@ import {
   takeSystemdSockets,
   type BindSpec,
 } from '../net/listen.js';
-import { PROTOCOLS, type ProtocolOptions } from '../net/protocols.js';
+import { PROTOCOLS, type ProtocolOptions, type ProtocolServer } from '../net/protocols.js';
 import { DRAIN_GRACE_MS } from '../net/stream-server.js';
 import { singleProcessReport, statusApp, type ServerInfo, type StatusReport } from '../net/status.js';
 import { Gateway, type Limits } from '../runner/gateway.js';
@@ -219,36 +219,22 @@ export async function serve(appSpec: string, o: ServeOptions): Promise<void> {
     log.fatal({ err }, 'uncaught exception; exiting');
     void (workerSide?.sayFatal(err instanceof Error ? `${err.name}: ${err.message}` : String(err)) ?? Promise.resolve()).then(() => exit(1));
   });
-  let ps = await PROTOCOLS[p.protocol]!.create(gw, protocolOptions(o));
-  try {
-    await listen(ps.server, p.bind, { socketMode });
-  } catch (err) {
-    // fd 0 was a socket but not a listening one (inetd style, or a socketpair for stdin): the
-    // implicit choice falls back to the HTTP default, as the contract says.
-    const implicit = p.implicitFd0 === true;
-    if (!implicit || !(err instanceof UsageError) || !/EINVAL|ENOTSOCK|EOPNOTSUPP/.test(err.code)) throw err;
-    log.info({ reason: err.message }, 'fd 0 is not a listening socket; serving HTTP instead');
-    p.protocol = 'http';
-    p.bind = DEFAULT_HTTP_BIND;
-    gw.setProtocol('http');
-    ps = await PROTOCOLS.http!.create(gw, protocolOptions(o));
-    await listen(ps.server, p.bind, { socketMode });
-  }
-  log.info(
-    { protocol: p.protocol, bind: describeBind(p.bind), app: appSpec, worker: cluster.isWorker ? cluster.worker?.id : undefined, generation, systemd: p.systemd ? true : undefined },
-    `tsgi serving ${p.protocol} on ${describeBind(p.bind)}`,
-  );
-
+  let ps: ProtocolServer | undefined;
+  // The signal handlers go in before the listener: a signal that came once the port accepts
+  // connections, but before they were in, would end the process by its default action.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    // A signal before the listener is up: nothing is accepted or running yet.
+    if (ps === undefined) return exit(0);
+    const server = ps;
     log.info({ signal, inFlight: gw.active }, 'stopping: no new connections, finishing requests in flight');
     // net.Server's close: stop accepting, keep the connections (http.Server's own close() would
     // also drop idle ones at once, a request on its way included); drain() ends them, and the
     // callback runs when the last one is closed, its answer written out.
-    const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(ps.server, () => resolve()));
-    ps.drain();
+    const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server.server, () => resolve()));
+    server.drain();
     let left = false;
     const leave = () => {
       if (left) return;
@@ -279,6 +265,25 @@ export async function serve(appSpec: string, o: ServeOptions): Promise<void> {
     // No main process: nothing can be reloaded, and SIGHUP's default would end the server.
     process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: reloading needs a main process (--workers 2 or more, or --max-requests)'));
   }
+  ps = await PROTOCOLS[p.protocol]!.create(gw, protocolOptions(o));
+  try {
+    await listen(ps.server, p.bind, { socketMode });
+  } catch (err) {
+    // fd 0 was a socket but not a listening one (inetd style, or a socketpair for stdin): the
+    // implicit choice falls back to the HTTP default, as the contract says.
+    const implicit = p.implicitFd0 === true;
+    if (!implicit || !(err instanceof UsageError) || !/EINVAL|ENOTSOCK|EOPNOTSUPP/.test(err.code)) throw err;
+    log.info({ reason: err.message }, 'fd 0 is not a listening socket; serving HTTP instead');
+    p.protocol = 'http';
+    p.bind = DEFAULT_HTTP_BIND;
+    gw.setProtocol('http');
+    ps = await PROTOCOLS.http!.create(gw, protocolOptions(o));
+    await listen(ps.server, p.bind, { socketMode });
+  }
+  log.info(
+    { protocol: p.protocol, bind: describeBind(p.bind), app: appSpec, worker: cluster.isWorker ? cluster.worker?.id : undefined, generation, systemd: p.systemd ? true : undefined },
+    `tsgi serving ${p.protocol} on ${describeBind(p.bind)}`,
+  );
 }
 
 /** The main process does not load the app; a missing file is still told at once, not by each worker. */
