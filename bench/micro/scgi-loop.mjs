@@ -2,11 +2,12 @@
 // request handed to the server as a connection, nginx's scgi_params for GET /hello pushed into it,
 // the answer counted. `npm run build` first; then
 //   node bench/micro/scgi-loop.mjs tsgi|minimal [N]
-// minimal: the handler of minimal-scgi.mjs (finds the head's and the body's ends, writes a fixed
+// minimal: minimal-scgi.mjs's handler (finds the head's and the body's ends, writes a fixed
 // answer, closes): the floor, what any Node SCGI responder pays for the socket object itself.
 import net from 'node:net';
 import { Duplex, Writable } from 'node:stream';
 import { pino } from 'pino';
+import { minimalScgi } from './minimal-scgi.mjs';
 
 const D = new URL('../../dist/', import.meta.url).href;
 const { Gateway } = await import(D + 'runner/gateway.js');
@@ -44,25 +45,6 @@ const vars = [
 const head = Buffer.from(vars.map(([k, v]) => `${k}\0${v}\0`).join(''), 'latin1');
 const req = Buffer.concat([Buffer.from(`${head.length}:`), head, Buffer.from(',')]);
 
-const ANSWER = Buffer.from('Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!', 'latin1');
-function minimal(socket) {
-  let buf = Buffer.alloc(0);
-  socket.on('data', (d) => {
-    buf = buf.length ? Buffer.concat([buf, d]) : d;
-    const colon = buf.indexOf(0x3a);
-    if (colon < 0) return;
-    const headLength = Number(buf.latin1Slice(0, colon));
-    if (buf.length < colon + 1 + headLength + 1) return;
-    const start = colon + 1 + 15;
-    const end = buf.indexOf(0, start);
-    const bodyLength = Number(buf.latin1Slice(start, end));
-    if (buf.length < colon + 2 + headLength + bodyLength) return;
-    socket.write(ANSWER);
-    socket.destroySoon();
-  });
-  socket.on('error', () => {});
-}
-
 const mode = process.argv[2] ?? 'tsgi';
 const N = Number(process.argv[3] ?? 200000);
 const log = pino({ level: 'warn' }, new Writable({ write: (_c, _e, cb) => cb() }));
@@ -70,7 +52,7 @@ const hello = (_env, sr) => {
   sr('200 OK', [['Content-Type', 'text/plain'], ['Content-Length', '13']]);
   return ['Hello, world!'];
 };
-const server = mode === 'minimal' ? net.createServer(minimal) : createScgiServer(new Gateway({ app: hello, log, protocol: 'scgi' })).server;
+const server = mode === 'minimal' ? net.createServer(minimalScgi) : createScgiServer(new Gateway({ app: hello, log, protocol: 'scgi' })).server;
 let written = 0;
 for (let round = 0; round < 3; round++) {
   const t = performance.now();

@@ -151,15 +151,27 @@ export function parseContentLength(value: string | undefined): number | undefine
  * joins it (", "; cookies with "; "); a repeated Content-Length or Content-Type keeps the first.
  */
 export function addHeaderVar(vars: Record<string, string>, name: string, value: string): void {
-  const key = cgiHeaderName(name);
-  if (key !== null) addHeaderKey(vars, key, value);
-}
-
-/** addHeaderVar with the CGI name already made (by cgiHeaderName, not null). */
-export function addHeaderKey(vars: Record<string, string>, key: string, value: string): void {
+  const key = cgiKey(name);
+  if (key === null) return;
   const prev = vars[key];
   if (prev === undefined) vars[key] = value;
   else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+}
+
+/**
+ * cgiHeaderName, remembered: a server sees the same handful of header names on every request
+ * (AJP's codec even hands over the same string objects), so each is converted once. Bounded
+ * against a client sending endless new names.
+ */
+const cgiKeys = new Map<string, string | null>();
+function cgiKey(name: string): string | null {
+  let key = cgiKeys.get(name);
+  if (key === undefined) {
+    key = cgiHeaderName(name);
+    if (cgiKeys.size >= 1024) cgiKeys.clear();
+    cgiKeys.set(name, key);
+  }
+  return key;
 }
 
 /** `Some-Header` -> `HTTP_SOME_HEADER`; null for names CGI cannot carry unambiguously. */

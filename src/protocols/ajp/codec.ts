@@ -283,29 +283,18 @@ class PayloadReader {
     return length === NULL_STRING_LENGTH ? '' : this.chars(length, field);
   }
 
-  chars(length: number, field: string): string {
-    const start = this.pos;
-    const stop = start + length;
-    if (stop >= this.end) throw this.truncated(field);
-    this.pos = stop + 1;
-    if (length === 0) return '';
-    this.text ??= this.buf.latin1Slice(0, this.end);
-    return this.text.slice(start, stop);
-  }
-
   /**
-   * A name string (length already read), through `cache` when given: the same string object as
-   * last time when the bytes at this `slot` are the same as then (see name-cache.ts).
+   * `length` bytes as a string. A name is read through `cache`: the same string object as last
+   * time when the bytes at this `slot` are the same as then (see name-cache.ts).
    */
-  name(length: number, field: string, cache: NameCache | null, slot: number): string {
-    if (cache === null) return this.chars(length, field);
+  chars(length: number, field: string, cache: NameCache | null = null, slot = 0): string {
     const start = this.pos;
     const stop = start + length;
     if (stop >= this.end) throw this.truncated(field);
     this.pos = stop + 1;
     if (length === 0) return '';
     this.text ??= this.buf.latin1Slice(0, this.end);
-    return cache.name(this.buf, this.text, start, length, slot);
+    return cache === null ? this.text.slice(start, stop) : cache.name(this.buf, this.text, start, length, slot);
   }
 
   fail(why: string): ProtocolError {
@@ -343,7 +332,7 @@ function readHeaders(r: PayloadReader, codes: readonly string[], side: string, c
     } else if (nameLength === NULL_STRING_LENGTH) {
       throw r.fail('null header name');
     } else {
-      name = r.name(nameLength, 'header name', cache, i);
+      name = r.chars(nameLength, 'header name', cache, i);
     }
     headers.push([name, r.string('header value')]);
   }
@@ -407,7 +396,7 @@ export function decodeForwardRequest(payload: Uint8Array): ForwardRequest {
         break;
       case AttributeCode.ReqAttribute: {
         const length = r.u16('req_attribute name');
-        const name = length === NULL_STRING_LENGTH ? '' : r.name(length, 'req_attribute name', requestAttributeNames, requestAttributes.length);
+        const name = length === NULL_STRING_LENGTH ? '' : r.chars(length, 'req_attribute name', requestAttributeNames, requestAttributes.length);
         requestAttributes.push([name, r.string('req_attribute value')]);
         break;
       }

@@ -5,7 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
 import { ClientGoneError, ProtocolError, RequestError } from '../../errors.js';
-import { addHeaderKey, cgiHeaderName, newVars, percentDecode } from '../../runner/environ.js';
+import { addHeaderVar, newVars, percentDecode } from '../../runner/environ.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
@@ -117,23 +117,6 @@ export function secretMatches(expected: string, given: string | undefined): bool
     return false;
   }
   return timingSafeEqual(want, got);
-}
-
-/**
- * Request header name -> CGI variable name (null: dropped), from cgiHeaderName. Header names
- * are a handful of strings, the same ones every request (and the same string objects: the codec
- * reuses them), so the conversion is done once per name; bounded against a client sending
- * endless new names.
- */
-const cgiKeys = new Map<string, string | null>();
-function cgiKey(name: string): string | null {
-  let key = cgiKeys.get(name);
-  if (key === undefined) {
-    key = cgiHeaderName(name);
-    if (cgiKeys.size >= 1024) cgiKeys.clear();
-    cgiKeys.set(name, key);
-  }
-  return key;
 }
 
 /** Port numbers as strings: one entry per port httpd listens on. */
@@ -266,18 +249,12 @@ class AjpConnection implements Connection, ResponseSink {
     // write of GET_BODY_CHUNKs covers several reads of body packets, not one each (a 1 MiB upload
     // behind httpd: 8.7 writes instead of 15.4, 4 % less CPU).
     if (this.pending >= target || this.pending * 2 > target) return;
-    if (this.pending + 1 === target) {
-      const size = Math.min(room, remaining - this.pending * room);
-      this.pending++;
-      this.socket.write(size === room ? this.cfg.askFull : encodeGetBodyChunk(size));
-      return;
-    }
     const asks: Uint8Array[] = [];
     for (; this.pending < target; this.pending++) {
       const size = Math.min(room, remaining - this.pending * room);
       asks.push(size === room ? this.cfg.askFull : encodeGetBodyChunk(size));
     }
-    this.socket.write(Buffer.concat(asks));
+    this.socket.write(asks.length === 1 ? asks[0]! : Buffer.concat(asks));
   }
 
   private forward(req: ForwardRequest): void {
@@ -351,11 +328,7 @@ class AjpConnection implements Connection, ResponseSink {
     if (a.sslKeySize !== undefined) vars.SSL_CIPHER_USEKEYSIZE = String(a.sslKeySize);
     if (a.route !== undefined) vars.AJP_ROUTE = a.route;
     const headers = req.headers;
-    for (let i = 0; i < headers.length; i++) {
-      const [name, value] = headers[i]!;
-      const key = cgiKey(name);
-      if (key !== null) addHeaderKey(vars, key, value);
-    }
+    for (let i = 0; i < headers.length; i++) addHeaderVar(vars, headers[i]![0], headers[i]![1]);
     return vars;
   }
 

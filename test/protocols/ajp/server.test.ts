@@ -6,7 +6,6 @@
 import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ProtocolServer } from '../../../src/net/protocols.js';
 import {
@@ -21,6 +20,7 @@ import { createAjpServer, MAX_ASKS_AHEAD, secretMatches, type AjpOptions } from 
 import { Gateway, type Limits } from '../../../src/runner/gateway.js';
 import type { App, Environ } from '../../../src/types.js';
 import { LogLevel, type LogLine, memoryLogger } from '../../helpers/logger.js';
+import { WireSocket } from '../../helpers/wire-socket.js';
 import { AjpClient } from '../../servers/helpers/ajp-wire.js';
 import { within } from '../../servers/helpers/daemon.js';
 
@@ -1044,27 +1044,6 @@ describe('request body: GET_BODY_CHUNKs asked ahead', () => {
 });
 
 describe('response writes', () => {
-  /** A stand-in for httpd's socket: each write(2)/writev(2) tsgi would make, as the pieces given. */
-  class WireSocket extends Duplex {
-    remoteAddress = '127.0.0.1';
-    writes: Buffer[][] = [];
-    override _read(): void {}
-    override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
-      this.writes.push([c]);
-      cb();
-    }
-    override _writev(chunks: Array<{ chunk: Buffer }>, cb: () => void): void {
-      this.writes.push(chunks.map((c) => c.chunk));
-      cb();
-    }
-    setTimeout(): this {
-      return this;
-    }
-    setNoDelay(): this {
-      return this;
-    }
-  }
-
   async function oneRequest(app: App, init: ForwardRequestInit, ajp: AjpOptions = {}, after?: Uint8Array): Promise<WireSocket> {
     const { log } = memoryLogger();
     const gw = new Gateway({ app, log, protocol: 'ajp' });

@@ -6,7 +6,6 @@ import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import { Duplex } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,6 +16,7 @@ import { Gateway, type Limits } from '../../../src/runner/gateway.js';
 import type { BodyQueue } from '../../../src/runner/input.js';
 import type { App, Body, Chunk, Environ } from '../../../src/types.js';
 import { LogLevel, type LogLine, memoryLogger } from '../../helpers/logger.js';
+import { WireSocket } from '../../helpers/wire-socket.js';
 import { type Exchange, exchange, pieces, scgiRequest, type Target } from '../../servers/helpers/scgi-wire.js';
 
 // ---- fixture: one server per test, everything torn down after it ----------------------------
@@ -446,25 +446,6 @@ describe('response', () => {
 
   it('a small whole response is one write; a large body is written from its own memory, not copied', async () => {
     // In process: the server gets a socket that records what reaches it, write by write.
-    class RecordingSocket extends Duplex {
-      writes: Buffer[][] = [];
-      remoteAddress = '127.0.0.1';
-      override _read(): void {}
-      override _write(c: Buffer, _e: BufferEncoding, cb: () => void): void {
-        this.writes.push([c]);
-        cb();
-      }
-      override _writev(cs: Array<{ chunk: Buffer }>, cb: () => void): void {
-        this.writes.push(cs.map((c) => c.chunk));
-        cb();
-      }
-      setTimeout(): this {
-        return this;
-      }
-      setNoDelay(): this {
-        return this;
-      }
-    }
     const big = new Uint8Array(1 << 20).fill(0x78);
     const small = Buffer.from('Hello, world!');
     const { log } = memoryLogger();
@@ -477,8 +458,8 @@ describe('response', () => {
       protocol: 'scgi',
     });
     const ps = createScgiServer(gw);
-    const ask = async (path: string): Promise<RecordingSocket> => {
-      const s = new RecordingSocket();
+    const ask = async (path: string): Promise<WireSocket> => {
+      const s = new WireSocket();
       ps.server.emit('connection', s);
       s.push(scgiRequest({ PATH_INFO: path }));
       await until(() => s.destroyed || s.writableFinished, `the response to ${path}`);
