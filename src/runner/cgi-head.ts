@@ -18,9 +18,15 @@ export interface CgiHead {
  * validated byte strings (latin-1, no CR/LF), so they are written as they are.
  */
 export function encodeCgiHead(status: string, headers: Array<[string, string]>): Buffer {
+  return Buffer.from(cgiHeadText(status, headers), 'latin1');
+}
+
+/** The head of encodeCgiHead() as a string, one char per byte: its length is its size on the
+ * wire, so a sink can write it straight into the buffer that also carries the body. */
+export function cgiHeadText(status: string, headers: Array<[string, string]>): string {
   let head = `Status: ${status}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  return Buffer.from(`${head}\r\n`, 'latin1');
+  return `${head}\r\n`;
 }
 
 const LF = 0x0a;

@@ -6,7 +6,7 @@
 // its CommonJS build, reachable through the "./*" export, ships them. Same class either way.
 import { Parser } from 'binary-parser/dist/binary_parser.js';
 import { ProtocolError, RequestError } from '../../errors.js';
-import { NameCache } from '../name-cache.js';
+import { NameCache, VarsBuilder } from '../name-cache.js';
 import {
   FCGI_VERSION_1,
   HEADER_LENGTH,
@@ -352,12 +352,13 @@ export function encodeAbortRequest(requestId: number): Uint8Array {
  */
 export function decodeParams(
   bytes: Uint8Array,
-  into: Record<string, string>,
+  into: Record<string, string> | VarsBuilder,
   limits?: { maxPairs?: number },
 ): number {
   const buf = asBuffer(bytes) as Latin1Buffer;
   const end = buf.length;
   const maxPairs = limits?.maxPairs ?? Infinity;
+  const builder = into instanceof VarsBuilder ? into : undefined;
   // One latin-1 decode of the whole block, then substrings: a slice is far cheaper than a
   // latin1Slice call per name and value.
   const text = buf.latin1Slice(0, end);
@@ -391,19 +392,27 @@ export function decodeParams(
     pos += nameLength;
     const value = text.slice(pos, pos + valueLength);
     pos += valueLength;
-    // Plain assignment of "__proto__" would hit Object.prototype's setter and vanish.
-    if (name === '__proto__') {
-      Object.defineProperty(into, name, { value, writable: true, enumerable: true, configurable: true });
-    } else if (name.charCodeAt(0) === 0x48 && name.startsWith('HTTP_') && into[name] !== undefined) {
-      // nginx before 1.23 sends one HTTP_* pair per header line: a repeated header is joined
-      // as HTTP joins it (RFC 9110 5.3), cookies with "; " (RFC 6265 5.4). Other names: the
-      // later one wins (a `fastcgi_param SCRIPT_NAME ""` after the distribution's params).
-      into[name] = into[name] + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
-    } else {
-      into[name] = value;
-    }
+    if (builder) builder.add(name, value);
+    else storeParam(into as Record<string, string>, name, value);
   }
   return pairs;
+}
+
+/**
+ * One pair into `into`. A later duplicate wins, except that HTTP_* pairs are joined: nginx before
+ * 1.23 sends one HTTP_* pair per header line, and a repeated header is joined as HTTP joins it
+ * (RFC 9110 5.3), cookies with "; " (RFC 6265 5.4). (A `fastcgi_param SCRIPT_NAME ""` after the
+ * distribution's params is meant to win.)
+ */
+export function storeParam(into: Record<string, string>, name: string, value: string): void {
+  // Plain assignment of "__proto__" would hit Object.prototype's setter and vanish.
+  if (name === '__proto__') {
+    Object.defineProperty(into, name, { value, writable: true, enumerable: true, configurable: true });
+  } else if (name.charCodeAt(0) === 0x48 && name.startsWith('HTTP_') && into[name] !== undefined) {
+    into[name] = into[name] + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+  } else {
+    into[name] = value;
+  }
 }
 
 const paramNames = new NameCache();

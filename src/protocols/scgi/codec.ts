@@ -4,10 +4,10 @@
 
 import { Buffer } from 'node:buffer';
 import { RequestError } from '../../errors.js';
-import { newVars } from '../../runner/environ.js';
-import { NameCache } from '../name-cache.js';
+import { NameCache, VarsBuilder } from '../name-cache.js';
 
 const headerNames = new NameCache();
+const headerVars = new VarsBuilder();
 
 /** What the web server sent before the body: the CGI-style headers and where the body starts. */
 export interface ScgiRequestHead {
@@ -145,9 +145,7 @@ function decodeHeaders(payload: Uint8Array): { headers: Record<string, string>; 
   const bytes = Buffer.from(payload.buffer, payload.byteOffset, length);
   // One latin-1 decode of the whole block, then substrings; names reused by position.
   const text = (bytes as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, length);
-  // A plain object (it becomes the environ); "__proto__" is stored as an own property, and a
-  // name found on Object.prototype ("constructor") is not taken for a repeat: values are strings.
-  const headers = newVars();
+  headerVars.begin();
   let firstName: string | undefined;
   let slot = 0;
   for (let start = 0; start < length; ) {
@@ -157,15 +155,10 @@ function decodeHeaders(payload: Uint8Array): { headers: Record<string, string>; 
     firstName ??= name;
     if (nameEnd === length - 1) throw badHeaders(`header ${JSON.stringify(name)} has no value`);
     const valueEnd = text.indexOf('\0', nameEnd + 1);
-    const value = text.slice(nameEnd + 1, valueEnd);
-    const earlier = headers[name];
-    if (typeof earlier !== 'string') {
-      if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
-      else headers[name] = value;
-    } else if (name.startsWith('HTTP_')) headers[name] = earlier + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
-    else throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
+    headerVars.add(name, text.slice(nameEnd + 1, valueEnd));
     start = valueEnd + 1;
   }
+  const headers = headerVars.build(storeHeader);
 
   const value = headers.CONTENT_LENGTH;
   if (firstName !== 'CONTENT_LENGTH' || value === undefined) {
@@ -179,6 +172,18 @@ function decodeHeaders(payload: Uint8Array): { headers: Record<string, string>; 
     throw new RequestError('TSGI_SCGI_NO_SCGI', 'scgi: no SCGI header equal to "1"', 400);
   }
   return { headers, contentLength };
+}
+
+/** One header into the object that becomes the environ (a plain one): "__proto__" is stored as
+ * an own property, and a name found on Object.prototype ("constructor") is not taken for a
+ * repeat, since values are strings. */
+function storeHeader(headers: Record<string, string>, name: string, value: string): void {
+  const earlier = headers[name];
+  if (typeof earlier !== 'string') {
+    if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+    else headers[name] = value;
+  } else if (name.startsWith('HTTP_')) headers[name] = earlier + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+  else throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
 }
 
 const NOT_NAME = /^$|[^\x01-\xff]/;

@@ -4,7 +4,7 @@
 
 import type net from 'node:net';
 import { ClientGoneError, RequestError } from '../../errors.js';
-import { encodeCgiHead } from '../../runner/cgi-head.js';
+import { cgiHeadText } from '../../runner/cgi-head.js';
 import type { Gateway } from '../../runner/gateway.js';
 import { refusingApp } from '../../runner/gateway.js';
 import { RequestAbort } from '../../runner/abort.js';
@@ -129,17 +129,18 @@ class ScgiConnection implements Connection, ResponseSink {
   }
 
   start(status: string, headers: HeaderList, chunk: Uint8Array | null, last: boolean): void | Promise<void> {
-    const head = encodeCgiHead(status, headers);
+    const text = cgiHeadText(status, headers);
     if (chunk !== null && chunk.length <= JOIN_LIMIT) {
-      // A small response: head and body copied into one buffer, one write.
-      const out = Buffer.allocUnsafe(head.length + chunk.length);
-      out.set(head, 0);
-      out.set(chunk, head.length);
+      // A small response: head and body in one buffer, one write.
+      const out = Buffer.allocUnsafe(text.length + chunk.length) as Buffer & { latin1Write(s: string, offset: number): number };
+      out.latin1Write(text, 0);
+      out.set(chunk, text.length);
       if (!last) return this.write(out);
       this.socket.write(out);
       this.finish();
       return;
     }
+    const head = Buffer.from(text, 'latin1');
     if (last) {
       // A large body is written from its own memory (one writev with the head), not copied.
       if (chunk) {
