@@ -27,6 +27,10 @@ const LAZY_SIGNAL: PropertyDescriptor = {
   get(this: { [REQUEST_ABORT]: RequestAbort }): AbortSignal {
     return this[REQUEST_ABORT].signal;
   },
+  // Middleware may put a signal of its own in its place, as it would any environ value.
+  set(this: object, value: unknown): void {
+    Object.defineProperty(this, 'tsgi.signal', { value, writable: true, enumerable: true, configurable: true });
+  },
   enumerable: true,
   configurable: true,
 };
@@ -74,7 +78,9 @@ export function buildEnviron(
   env['wsgi.file_wrapper'] = fileWrapper;
   env['tsgi.protocol'] = ctx.protocol;
   if (signal instanceof RequestAbort) {
-    Object.defineProperty(env, REQUEST_ABORT, { value: signal });
+    // A symbol key: no app or middleware that walks the names sees it (a plain store, where
+    // defineProperty would cost a runtime call per request).
+    env[REQUEST_ABORT as unknown as string] = signal;
     Object.defineProperty(env, 'tsgi.signal', LAZY_SIGNAL);
   } else env['tsgi.signal'] = signal;
   return env as Environ;

@@ -151,7 +151,9 @@ describe('buildEnviron', () => {
     const a = make();
     const b = make();
     expect(Object.keys(a.environ)).toContain('tsgi.signal');
-    expect(Object.getOwnPropertySymbols({ ...a.environ })).toEqual([]);
+    // The request's abort flag rides on a symbol key: no name an app walks shows it.
+    expect(Object.keys({ ...a.environ })).toEqual(Object.keys(a.environ));
+    expect(Object.keys(a.environ).every((k) => !k.includes('requestAbort'))).toBe(true);
     const signal = a.environ['tsgi.signal'];
     expect(signal).toBeInstanceOf(AbortSignal);
     expect(a.environ['tsgi.signal']).toBe(signal);
@@ -167,6 +169,18 @@ describe('buildEnviron', () => {
     const c = make();
     c.abort.abort();
     expect(c.environ['tsgi.signal'].aborted).toBe(true);
+  });
+
+  it('lets middleware put its own tsgi.signal in place by plain assignment', () => {
+    'use strict';
+    const environ = buildEnviron(newVars(), new BodyQueue({ length: 0 }), new LogErrorStream(memoryLogger().log), new RequestAbort(), CTX);
+    const mine = new AbortController().signal;
+    environ['tsgi.signal'] = mine;
+    expect(environ['tsgi.signal']).toBe(mine);
+    expect(Object.getOwnPropertyDescriptor(environ, 'tsgi.signal')).toMatchObject({ value: mine, writable: true, enumerable: true });
+    const derived = Object.create(buildEnviron(newVars(), new BodyQueue({ length: 0 }), new LogErrorStream(memoryLogger().log), new RequestAbort(), CTX)) as typeof environ;
+    derived['tsgi.signal'] = mine;
+    expect(derived['tsgi.signal']).toBe(mine);
   });
 
   it('builds an environ the validator accepts', () => {

@@ -13,6 +13,7 @@ import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
+import { SocketReader } from '../../net/socket-reader.js';
 import { VarsBuilder } from '../name-cache.js';
 import { closeAfterWrite, createStreamServer, logProtocolError, parseAddressList, type Connection } from '../../net/stream-server.js';
 import {
@@ -181,12 +182,16 @@ class FcgiConnection implements Connection {
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
   private readonly stderrToWebServer: boolean;
+  /** The socket's bytes, read into a shared buffer: what is kept past a chunk goes through keep(). */
+  private readonly reader: SocketReader;
+  /** Requests holding PARAMS records as views of the chunk being decoded (copied at its end). */
+  private paramViews: FcgiRequest[] = [];
 
   constructor(gw: Gateway, socket: net.Socket, stderrToWebServer: boolean) {
     this.gw = gw;
     this.socket = socket;
     this.stderrToWebServer = stderrToWebServer;
-    socket.on('data', (chunk: Buffer) => {
+    this.reader = new SocketReader(socket, (chunk: Buffer) => {
       try {
         this.decoder.push(chunk, this.onRecord);
         if (this.ready.length) this.startReady();
@@ -293,7 +298,9 @@ class FcgiConnection implements Connection {
       req.params = [];
       return;
     }
-    // The decoder hands out views of socket chunks, which node never reuses: keeping them is safe.
+    // A view of the chunk: decoded before the chunk ends if the params end in it too (the usual
+    // case), else copied when it ends (afterChunk).
+    if (this.paramViews[this.paramViews.length - 1] !== req) this.paramViews.push(req);
     req.params.push(content);
   }
 
@@ -350,13 +357,13 @@ class FcgiConnection implements Connection {
       if (req.ended) this.forget(req);
       return;
     }
-    if (!req.input.push(content) && this.shouldPause(req.input)) this.pause();
+    if (!req.input.push(this.reader.keep(content)) && this.shouldPause(req.input)) this.pause();
   }
 
   private dataRecord(req: FcgiRequest, content: Uint8Array): void {
     if (!req.data) return;
     if (content.length === 0) return req.data.end();
-    if (!req.data.push(content) && this.shouldPause(req.data)) this.pause();
+    if (!req.data.push(this.reader.keep(content)) && this.shouldPause(req.data)) this.pause();
   }
 
   /** A lone request pauses the socket at its high-water mark; multiplexed ones buffer more
@@ -368,13 +375,13 @@ class FcgiConnection implements Connection {
   private pause(): void {
     if (this.paused) return;
     this.paused = true;
-    this.socket.pause();
+    this.reader.pause();
   }
 
   private resumeIfWanted(): void {
     if (!this.paused) return;
     this.paused = false;
-    this.socket.resume();
+    this.reader.resume();
   }
 
   /**
@@ -456,8 +463,17 @@ class FcgiConnection implements Connection {
    * the end of STDIN usually arrives in the same chunk as the request.)
    */
   private afterChunk(): void {
+    if (this.paramViews.length) this.keepParamViews();
     this.lingerCheck();
     this.paramsCheck();
+  }
+
+  /** PARAMS of requests whose params go on in a later chunk: copied before it overwrites them. */
+  private keepParamViews(): void {
+    for (const req of this.paramViews) {
+      if (!req.input && req.params.length) req.params = req.params.map((p) => this.reader.keep(p));
+    }
+    this.paramViews = [];
   }
 
   /**
