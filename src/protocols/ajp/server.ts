@@ -15,6 +15,7 @@ import { statusCode } from '../../runner/start-response.js';
 import type { App, HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
 import { createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import { SocketReader } from '../../net/socket-reader.js';
 import {
   decodeBodyChunk,
   decodeForwardRequest,
@@ -153,13 +154,15 @@ class AjpConnection implements Connection, ResponseSink {
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
   private readonly cfg: Config;
+  /** The socket's bytes, read into a shared buffer: body data kept past a chunk goes through keep(). */
+  private readonly reader: SocketReader;
 
   constructor(gw: Gateway, socket: net.Socket, cfg: Config) {
     this.gw = gw;
     this.socket = socket;
     this.cfg = cfg;
     this.decoder = new PacketDecoder({ maxPacketSize: cfg.packetSize, magic: 'server' });
-    socket.on('data', (chunk: Buffer) => {
+    this.reader = new SocketReader(socket, (chunk: Buffer) => {
       try {
         this.decoder.push(chunk, this.onPacket);
       } catch (err) {
@@ -220,7 +223,7 @@ class AjpConnection implements Connection, ResponseSink {
     } else if (data.length === 0) {
       this.bodyEnded = true;
       q.end();
-    } else if (q.push(data) && !q.complete) this.askForBody();
+    } else if (q.push(this.reader.keep(data)) && !q.complete) this.askForBody();
     if (q.complete) this.bodyEnded = true;
     if (!this.responding) this.finished();
   }

@@ -14,6 +14,7 @@ import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
 import { closeAfterWrite, createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import { SocketReader } from '../../net/socket-reader.js';
 import { RequestHeadDecoder } from './codec.js';
 
 export function createScgiServer(gw: Gateway): ProtocolServer {
@@ -35,6 +36,8 @@ class ScgiConnection implements Connection, ResponseSink {
   private release: (() => void) | null = null;
   private readonly gw: Gateway;
   private readonly socket: net.Socket;
+  /** The socket's bytes, read into a shared buffer: body bytes kept past a chunk go through keep(). */
+  private readonly reader: SocketReader;
   /** 0 until the request head arrived (the shared sweeper's header timeout applies till then). */
   requests = 0;
 
@@ -42,7 +45,7 @@ class ScgiConnection implements Connection, ResponseSink {
     this.gw = gw;
     this.socket = socket;
     this.decoder = new RequestHeadDecoder({ maxHeaderBytes: gw.limits.maxHeaderBytes });
-    socket.on('data', (chunk: Buffer) => this.data(chunk));
+    this.reader = new SocketReader(socket, (chunk: Buffer) => this.data(chunk));
     socket.on('drain', () => this.wake());
     socket.on('close', () => this.closed());
   }
@@ -101,7 +104,7 @@ class ScgiConnection implements Connection, ResponseSink {
     // sends them is misconfigured: nginx with scgi_request_buffering off puts in CONTENT_LENGTH
     // only what it had read of the body when it connected, so the app gets a short body.
     if (bytes.length > input.remaining && !this.refused) this.warnOverrun('the web server sent more body than its CONTENT_LENGTH');
-    if (!input.push(bytes)) this.socket.pause();
+    if (!input.push(this.reader.keep(bytes))) this.socket.pause();
   }
 
   private warnOverrun(what: string): void {
