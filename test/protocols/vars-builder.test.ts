@@ -3,6 +3,8 @@
 // object must be the one the protocol's own rule (`merge`) builds: same keys in the same order,
 // same values, a plain object; names never run as code.
 
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { storeParam } from '../../src/protocols/fastcgi/codec.js';
@@ -90,6 +92,19 @@ describe('VarsBuilder', () => {
         expect(build(b, pairs)).toEqual({ [`U${round}_${k}`]: 'v' });
       }
     }
+  });
+
+  it('works where code generation from strings is disallowed (every request the plain way)', () => {
+    const dist = fileURLToPath(new URL('../../dist/protocols/', import.meta.url));
+    const script = `
+      const { VarsBuilder } = await import(${JSON.stringify(dist + 'name-cache.js')});
+      const { storeParam } = await import(${JSON.stringify(dist + 'fastcgi/codec.js')});
+      const b = new VarsBuilder();
+      const out = [];
+      for (let i = 0; i < 4; i++) { b.begin(); b.add('A', String(i)); b.add('HTTP_X', 'y'); out.push(b.build(storeParam)); }
+      console.log(JSON.stringify(out));`;
+    const got = execFileSync(process.execPath, ['--disallow-code-generation-from-strings', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(JSON.parse(got)).toEqual([0, 1, 2, 3].map((i) => ({ A: String(i), HTTP_X: 'y' })));
   });
 
   it('agrees with the plain rule on generated sequences (property)', () => {
