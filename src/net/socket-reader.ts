@@ -11,8 +11,8 @@
 //
 // The bytes handed to `onData` are valid during the call only: a piece the protocol keeps past it
 // (a request body waiting for the app) goes through `keep()`, which copies a small piece and, for
-// a large one, lets the socket read into buffers of its own from then on, so that an upload is
-// copied at most once.
+// a large one, lets the socket read into buffers of its own from then on (each filled by several
+// reads, one after the other), so that an upload is copied at most once.
 
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
@@ -20,6 +20,8 @@ import type net from 'node:net';
 const READ_SIZE = 65536;
 /** A kept piece at most this long is copied, not worth holding 64 KiB for. */
 const COPY_MAX = 4096;
+/** An own buffer's unread rest is read into next while it has at least this much room. */
+const MIN_READ = 16384;
 
 interface ReadSlots {
   buffer: symbol;
@@ -49,8 +51,11 @@ export class SocketReader {
   /** Reading straight into our buffers (else through 'data' events). */
   readonly direct: boolean;
   private readonly socket: net.Socket;
-  /** This socket's own buffer, read into after a large piece was kept; null: the shared one. */
+  /** This socket's own buffer, read into after a large piece was kept; null: the shared one.
+   * Reads fill it from the front; what a read kept stays, the next read goes after it. */
   private own: Buffer | null = null;
+  /** Bytes of the last read. */
+  private lastRead = 0;
   /** A view of `own` was kept during this read: the next read needs a new buffer. */
   private ownKept = false;
   /** A large piece of the shared buffer was copied: read into buffers of our own next. */
@@ -70,6 +75,7 @@ export class SocketReader {
     shared ??= Buffer.allocUnsafeSlow(READ_SIZE);
     sock[s!.buffer] = shared;
     sock[s!.callback] = (nread: number, buf: Buffer): void => {
+      this.lastRead = nread;
       onData(buf.subarray(0, nread));
     };
     sock[s!.generator] = () => this.nextBuffer();
@@ -100,8 +106,13 @@ export class SocketReader {
 
   /** The buffer the next read goes into (called by node after each read). */
   private nextBuffer(): Buffer {
-    if (this.ownKept || this.wantOwn) {
+    if (this.ownKept) {
       this.ownKept = false;
+      // The kept bytes stay where they are; the next read goes into the room after them.
+      const rest = this.own!.subarray(this.lastRead);
+      return (this.own = rest.length >= MIN_READ ? rest : Buffer.allocUnsafeSlow(READ_SIZE));
+    }
+    if (this.wantOwn) {
       this.wantOwn = false;
       return (this.own = Buffer.allocUnsafeSlow(READ_SIZE));
     }
