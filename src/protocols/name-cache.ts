@@ -83,9 +83,17 @@ export class VarsBuilder {
     return vars;
   }
 
+  /** Whether a compiled layout serves this sequence of names (diagnostics, tests). */
+  compiled(names: readonly string[]): boolean {
+    return this.layouts.some((l) => l.names.length === names.length && l.names.every((n, i) => n === names[i]));
+  }
+
   private find(): Layout | undefined {
     const last = this.last;
-    if (last && this.matches(last.names)) return last;
+    if (last && this.matches(last.names)) {
+      last.hits++;
+      return last;
+    }
     for (const l of this.layouts) {
       if (l !== last && this.matches(l.names)) {
         l.hits++;

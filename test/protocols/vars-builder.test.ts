@@ -107,6 +107,35 @@ describe('VarsBuilder', () => {
     expect(JSON.parse(got)).toEqual([0, 1, 2, 3].map((i) => ({ A: String(i), HTTP_X: 'y' })));
   });
 
+  it('compiles a sequence seen twice in a row, and keeps the busiest layouts when full', () => {
+    const b = new VarsBuilder();
+    const hot: Pairs = [['HOT', '1'], ['X', '2']];
+    build(b, hot);
+    expect(b.compiled(['HOT', 'X'])).toBe(false);
+    build(b, hot);
+    expect(b.compiled(['HOT', 'X'])).toBe(true);
+    // Fill the other slots with layouts used a few times each.
+    for (let k = 0; k < 15; k++) {
+      const p: Pairs = [[`L${k}`, 'v']];
+      build(b, p);
+      build(b, p);
+      expect(b.compiled([`L${k}`])).toBe(true);
+    }
+    for (let round = 0; round < 5; round++) for (let k = 0; k < 15; k++) build(b, [[`L${k}`, 'v']]);
+    // The hot layout is used again and again (the builder's last-used fast path).
+    for (let i = 0; i < 100; i++) build(b, hot);
+    // Then new sequences come, each twice: after enough misses one of them takes a slot, and
+    // the one given up is one of those, never the hot one.
+    for (let k = 0; k < 1100; k++) {
+      const p: Pairs = [[`N${k}`, 'v']];
+      build(b, p);
+      build(b, p);
+      build(b, hot);
+    }
+    expect(b.compiled(['HOT', 'X'])).toBe(true);
+    expect([...Array(15).keys()].filter((k) => !b.compiled([`L${k}`])).length).toBeGreaterThan(0);
+  });
+
   it('agrees with the plain rule on generated sequences (property)', () => {
     const name = fc.oneof(fc.constantFrom('A', 'B', 'HTTP_X', 'HTTP_COOKIE', '__proto__', 'constructor', 'hasOwnProperty'), fc.string({ maxLength: 6 }));
     const pairs = fc.array(fc.tuple(name, fc.string({ maxLength: 6 })), { maxLength: 12 });
