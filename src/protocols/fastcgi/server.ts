@@ -159,7 +159,8 @@ class FcgiRequest implements ResponseSink {
 }
 
 class FcgiConnection implements Connection {
-  // STDIN and DATA arrive as pieces of records, never copied (see RecordDecoder `streams`).
+  // STDIN and DATA arrive as pieces of records as they come (see RecordDecoder `streams`); the
+  // reader decides whether a piece kept for the app is copied (SocketReader.keep).
   private readonly decoder = new RecordDecoder({ streams: STREAM_TYPES });
   /** Requests begun and not yet forgotten (ended, and their STDIN read to its end). */
   private readonly table = new Map<number, FcgiRequest>();
