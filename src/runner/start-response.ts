@@ -25,6 +25,22 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+const PLAIN = 0;
+const CONTENT_LENGTH = 1;
+/** Header names that passed the name checks, and which kind they are: apps send the same few
+ * names (their literals) on every response. Bounded, as names may come from requests. */
+const goodNames = new Map<string, number>();
+
+/** The rules on a (token) name beyond its syntax; remembers the names that pass. */
+function nameKind(name: string): number {
+  const lower = name.toLowerCase();
+  if (HOP_BY_HOP.has(lower)) throw new AppError(`hop-by-hop header ${name} is the server's to set, not the app's`);
+  if (lower === 'status') throw new AppError('the status goes in startResponse\'s first argument, not in a Status header');
+  const kind = lower === 'content-length' ? CONTENT_LENGTH : PLAIN;
+  if (goodNames.size < 512) goodNames.set(name, kind);
+  return kind;
+}
+
 export function checkStatus(status: unknown): asserts status is string {
   if (typeof status !== 'string') throw new AppError(`status must be a string, got ${typeof status}`);
   if (!STATUS.test(status)) {
@@ -45,14 +61,13 @@ export function checkHeaders(headers: unknown): number | undefined {
     if (typeof name !== 'string' || typeof value !== 'string') {
       throw new AppError(`header name and value must be strings: ${JSON.stringify(h)}`);
     }
-    if (!NAME.test(name)) throw new AppError(`invalid header name ${JSON.stringify(name)}`);
+    let kind = goodNames.get(name);
+    if (kind === undefined && !NAME.test(name)) throw new AppError(`invalid header name ${JSON.stringify(name)}`);
     if (!VALUE.test(value)) {
       throw new AppError(`invalid value for header ${name}: CR, LF, NUL, control characters and characters above U+00FF are not allowed`);
     }
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) throw new AppError(`hop-by-hop header ${name} is the server's to set, not the app's`);
-    if (lower === 'status') throw new AppError('the status goes in startResponse\'s first argument, not in a Status header');
-    if (lower === 'content-length') {
+    if (kind === undefined) kind = nameKind(name);
+    if (kind === CONTENT_LENGTH) {
       if (!/^[0-9]{1,15}$/.test(value)) throw new AppError(`invalid Content-Length ${JSON.stringify(value)}`);
       const n = Number(value);
       if (contentLength !== undefined && contentLength !== n) throw new AppError('conflicting Content-Length headers');

@@ -165,6 +165,18 @@ describe('headers', () => {
     expect(checkHeaders([['Content-Type', 'x']])).toBeUndefined();
     expect(checkHeaders([['content-length', '42']])).toBe(42);
   });
+
+  it('checkHeaders applies every rule again to names it has seen before (they are remembered)', () => {
+    for (let i = 0; i < 3; i++) {
+      expect(checkHeaders([['X-Seen', 'a'], ['Content-Length', String(i)]])).toBe(i);
+      expect(() => checkHeaders([['X-Seen', 'a\r\nInjected: 1']])).toThrow(/invalid value for header X-Seen/);
+      expect(() => checkHeaders([['Content-Length', '1'], ['Content-Length', '2']])).toThrow(/conflicting Content-Length/);
+      expect(() => checkHeaders([['Content-Length', 'x']])).toThrow(/invalid Content-Length/);
+      expect(() => checkHeaders([['Connection', 'close']])).toThrow(/hop-by-hop/);
+      expect(() => checkHeaders([['Status', '200 OK']])).toThrow(/Status header/);
+      expect(() => checkHeaders([['Bad Name', 'x']])).toThrow(/invalid header name/);
+    }
+  });
 });
 
 describe('calling startResponse again', () => {
