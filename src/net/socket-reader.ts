@@ -29,13 +29,14 @@ interface ReadSlots {
   generator: symbol;
 }
 
-/** What a net.Socket reads with in `onread` mode, or null where this Node does not have it. */
-let slots: ReadSlots | null | undefined;
+/** What a net.Socket reads with in `onread` mode, once found on a socket. */
+let slots: ReadSlots | undefined;
 /** The buffer every socket in shared mode reads into: consumed before the next read lands. */
 let shared: Buffer | undefined;
 
 type Handle = { useUserBuffer?: (buf: Uint8Array) => void };
 
+/** The slots, or null where this socket has none (a stream standing in for one, another Node). */
 function readSlots(socket: net.Socket): ReadSlots | null {
   if (slots !== undefined) return slots;
   const own = Object.getOwnPropertySymbols(socket);
@@ -43,8 +44,8 @@ function readSlots(socket: net.Socket): ReadSlots | null {
   const buffer = find('kBuffer');
   const callback = find('kBufferCb');
   const generator = find('kBufferGen');
-  slots = buffer && callback && generator ? { buffer, callback, generator } : null;
-  return slots;
+  if (!buffer || !callback || !generator) return null; // not remembered: the next socket may have them
+  return (slots = { buffer, callback, generator });
 }
 
 export class SocketReader {

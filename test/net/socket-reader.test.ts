@@ -6,7 +6,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SocketReader } from '../../src/net/socket-reader.js';
 import { within } from '../helpers/recording-sink.js';
 
@@ -119,6 +119,23 @@ describe('SocketReader', () => {
     expect(got.length).toBe(data.length);
     expect(sha(got)).toBe(sha(data));
     expect(pauses).toBeGreaterThan(3);
+  });
+
+  it('a stream standing in for a socket first does not keep real sockets off the fast path', async () => {
+    // A fresh copy of the module: nothing found or remembered yet.
+    vi.resetModules();
+    const { SocketReader: Fresh } = await import('../../src/net/socket-reader.js');
+    const fake = new Fresh(new Duplex({ read() {}, write(_c, _e, cb) { cb(); } }) as unknown as net.Socket, () => {});
+    expect(fake.direct).toBe(false);
+    let direct: boolean | undefined;
+    const server = net.createServer((socket) => {
+      direct = new Fresh(socket, () => {}).direct;
+      socket.on('end', () => socket.end());
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await within(send((server.address() as net.AddressInfo).port, [Buffer.from('after a fake')]), 5000, 'send');
+    expect(direct).toBe(true);
   });
 
   it('falls back to data events for a socket it cannot read directly', async () => {
