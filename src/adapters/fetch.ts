@@ -5,7 +5,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { App, Body, Environ, HeaderList, StartResponse } from '../types.js';
 import { LightResponse, lightRequest, overrideGlobalObjects, RESPONSE_STATE, type ResponseParts } from './light-web.js';
-import { HOP_BY_HOP } from './url.js';
+import { HOP_BY_HOP } from '../runner/start-response.js';
 
 export { inputStream } from './light-web.js';
 

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { AppError, ClientGoneError } from '../errors.js';
 import type { App, Body, Environ, HeaderList, StartResponse } from '../types.js';
+import { HOP_BY_HOP } from '../runner/start-response.js';
 import type { FromAdapterOptions } from './fetch.js';
 import { encodePath, hasBody, headerNameOf, requestHost, requestTarget } from './url.js';
 
@@ -553,7 +554,7 @@ function isSpace(c: number): boolean {
 
 /** Hop-by-hop headers are the server's (PEP 3333): node's framing, Connection and the rest; by length. */
 const HOP_BY_HOP_BY_LENGTH: string[][] = [];
-for (const n of ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade']) {
+for (const n of HOP_BY_HOP) {
   (HOP_BY_HOP_BY_LENGTH[n.length] ??= []).push(n);
 }
 

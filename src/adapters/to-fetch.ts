@@ -5,7 +5,7 @@
 import { ClientGoneError } from '../errors.js';
 import { createLineLogger, type Logger } from '../log-line.js';
 import { RequestAbort } from '../runner/abort.js';
-import { cgiHeaderName, parseContentLength, percentDecode } from '../runner/environ.js';
+import { cgiHeaderName, joinHeaderValues, parseContentLength, percentDecode } from '../runner/environ.js';
 import { Gateway, refusingApp, type Limits } from '../runner/gateway.js';
 import type { BodyQueue } from '../runner/input.js';
 import type { ResponseSink } from '../runner/sink.js';
@@ -136,7 +136,7 @@ function requestVars(request: Request, scriptName: string, env: unknown): Record
     const key = cgiHeaderName(name);
     if (key === null) continue;
     const prev = vars[key];
-    vars[key] = prev === undefined ? value : `${prev}${key === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
+    vars[key] = prev === undefined ? value : joinHeaderValues(key, prev, value);
   }
   vars.HTTP_HOST ??= url.host;
   // A streamed body of unknown length is read to its end, as a chunked upload is.

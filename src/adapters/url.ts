@@ -16,24 +16,6 @@ const HOST = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5
 
 const HEX = '0123456789ABCDEF';
 
-/**
- * Hop-by-hop headers are the server's (PEP 3333): left out of what a framework answers. Hono's
- * streaming helpers set Transfer-Encoding, node:http sets Connection and its chunked framing;
- * startResponse would refuse them.
- */
-export const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'trailers',
-  'transfer-encoding',
-  'upgrade',
-]);
-
 /** Latin-1 byte string (one char per byte) -> a URL path: bytes outside pchar as %XX. */
 export function encodePath(path: string): string {
   if (PATH_SAFE.test(path)) return path;

@@ -12,7 +12,8 @@
 // The bytes handed to `onData` are valid during the call only: a piece the protocol keeps past it
 // (a request body waiting for the app) goes through `keep()`, which copies a small piece and, for
 // a large one, lets the socket read into buffers of its own from then on (each filled by several
-// reads, one after the other), so that an upload is copied at most once.
+// reads, one after the other), so that an upload is copied at most once. Backpressure is the
+// socket's own pause() and resume(): in this mode they stop and restart the handle's reading.
 
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
@@ -51,7 +52,6 @@ function readSlots(socket: net.Socket): ReadSlots | null {
 export class SocketReader {
   /** Reading straight into our buffers (else through 'data' events). */
   readonly direct: boolean;
-  private readonly socket: net.Socket;
   /** This socket's own buffer, read into after a large piece was kept; null: the shared one.
    * Reads fill it from the front; what a read kept stays, the next read goes after it. */
   private own: Buffer | null = null;
@@ -63,7 +63,6 @@ export class SocketReader {
   private wantOwn = false;
 
   constructor(socket: net.Socket, onData: (chunk: Buffer) => void) {
-    this.socket = socket;
     const s = readSlots(socket);
     const handle = (socket as unknown as { _handle?: Handle })._handle;
     const sock = socket as unknown as Record<symbol, unknown>;
@@ -94,15 +93,6 @@ export class SocketReader {
       this.wantOwn = true;
     }
     return Buffer.from(view);
-  }
-
-  /** Stops reading (backpressure); in `onread` mode too, node's pause() stops the handle. */
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    this.socket.resume();
   }
 
   /** The buffer the next read goes into (called by node after each read). */

@@ -198,6 +198,16 @@ export function logProtocolError(gw: Gateway, name: string, err: unknown, peer?:
  * for a peer that will send nothing more: closing on unread bytes makes the kernel send a reset,
  * which can destroy the answer before the peer reads it.
  */
+/** `list` in one write (a writev when it has several pieces); false once the socket is backed up. */
+export function writeList(socket: net.Socket, list: readonly Uint8Array[]): boolean {
+  if (list.length === 1) return socket.write(list[0]!);
+  let ok = true;
+  socket.cork();
+  for (let i = 0; i < list.length; i++) ok = socket.write(list[i]!);
+  socket.uncork();
+  return ok;
+}
+
 export function closeAfterWrite(socket: net.Socket): void {
   if (socket.writableLength === 0) socket.destroy();
   else socket.end();

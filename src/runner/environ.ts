@@ -161,7 +161,15 @@ export function addHeaderVar(vars: Record<string, string>, name: string, value: 
   if (key === null) return;
   const prev = vars[key];
   if (prev === undefined) vars[key] = value;
-  else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+  else if (key !== 'CONTENT_LENGTH' && key !== 'CONTENT_TYPE') vars[key] = joinHeaderValues(key, prev, value);
+}
+
+/**
+ * Two values of one header's CGI variable as one, the way HTTP joins a repeated field (RFC 9110
+ * 5.3: ", "), cookies with "; " (RFC 6265 5.4).
+ */
+export function joinHeaderValues(key: string, prev: string, value: string): string {
+  return prev + (key === 'HTTP_COOKIE' ? '; ' : ', ') + value;
 }
 
 /**

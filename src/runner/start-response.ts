@@ -11,8 +11,10 @@ const NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // field-value: no CR, LF, NUL or other controls but HTAB; latin-1 only.
 const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-/** Hop-by-hop headers belong to the server (PEP 3333; RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set([
+/** Hop-by-hop headers belong to the server (PEP 3333; RFC 9110 §7.6.1): refused here, and left out
+ * by the framework adapters of what a framework answers (Hono's streaming helpers set
+ * Transfer-Encoding, node:http sets Connection and its chunked framing). */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',

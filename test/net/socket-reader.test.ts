@@ -108,8 +108,8 @@ describe('SocketReader', () => {
       reader.keep = (view) => {
         const kept = original(view);
         pauses++;
-        reader.pause();
-        setTimeout(() => reader.resume(), 2);
+        socket.pause();
+        setTimeout(() => socket.resume(), 2);
         return kept;
       };
     });

@@ -14,7 +14,7 @@ import type { ResponseSink } from '../../runner/sink.js';
 import { statusCode } from '../../runner/start-response.js';
 import type { App, HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
-import { createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import { createStreamServer, logProtocolError, writeList, type Connection } from '../../net/stream-server.js';
 import { SocketReader } from '../../net/socket-reader.js';
 import {
   decodeBodyChunk,
@@ -84,8 +84,8 @@ export function createAjpServer(gw: Gateway, opts: AjpOptions = {}): ProtocolSer
   }
   const cfg: Config = {
     packetSize,
-    // As bytes (latin-1, one char each), the way httpd sends it and the comparison reads it.
-    secret: opts.secret === undefined ? undefined : Buffer.from(opts.secret, 'latin1').toString('latin1'),
+    // As bytes (latin-1, one char each), the way httpd sends it: made once, compared per request.
+    secret: opts.secret === undefined ? undefined : Buffer.from(opts.secret, 'latin1'),
     allowed: opts.allowedAttributes,
     allowShutdown: opts.allowShutdown ?? false,
     askFull: encodeGetBodyChunk(packetSize - READ_BODY_OVERHEAD),
@@ -95,7 +95,7 @@ export function createAjpServer(gw: Gateway, opts: AjpOptions = {}): ProtocolSer
 
 interface Config {
   packetSize: number;
-  secret: string | undefined;
+  secret: Buffer | undefined;
   allowed: RegExp | undefined;
   allowShutdown: boolean;
   /** GET_BODY_CHUNK for a whole packet's worth (packet size - 6), the usual one: made once. */
@@ -109,9 +109,9 @@ interface Config {
  * per request: a sha256 of the given secret cost more than decoding the rest of the
  * FORWARD_REQUEST. Both are byte strings (latin-1, one char per byte).
  */
-export function secretMatches(expected: string, given: string | undefined): boolean {
+export function secretMatches(expected: Buffer | string, given: string | undefined): boolean {
   if (given === undefined) return false;
-  const want = Buffer.from(expected, 'latin1');
+  const want = typeof expected === 'string' ? Buffer.from(expected, 'latin1') : expected;
   const got = Buffer.from(given, 'latin1');
   if (got.length !== want.length) {
     timingSafeEqual(want, want);
@@ -393,16 +393,7 @@ class AjpConnection implements Connection, ResponseSink {
 
   /** One write (a writev when `list` has several pieces); a promise while the socket is backed up. */
   private sendList(list: Uint8Array[]): void | Promise<void> {
-    if (this.dead || list.length === 0) return;
-    let ok: boolean;
-    if (list.length === 1) ok = this.socket.write(list[0]!);
-    else {
-      ok = true;
-      this.socket.cork();
-      for (let i = 0; i < list.length; i++) ok = this.socket.write(list[i]!);
-      this.socket.uncork();
-    }
-    if (ok) return;
+    if (this.dead || list.length === 0 || writeList(this.socket, list)) return;
     this.drainWait ??= new Promise((resolve) => (this.release = resolve));
     return this.drainWait;
   }

@@ -6,6 +6,7 @@
 // its CommonJS build, reachable through the "./*" export, ships them. Same class either way.
 import { Parser } from 'binary-parser/dist/binary_parser.js';
 import { ProtocolError, RequestError } from '../../errors.js';
+import { joinHeaderValues } from '../../runner/environ.js';
 import { NameCache, VarsBuilder } from '../name-cache.js';
 import {
   FCGI_VERSION_1,
@@ -409,7 +410,7 @@ export function storeParam(into: Record<string, string>, name: string, value: st
   if (name === '__proto__') {
     Object.defineProperty(into, name, { value, writable: true, enumerable: true, configurable: true });
   } else if (name.charCodeAt(0) === 0x48 && name.startsWith('HTTP_') && into[name] !== undefined) {
-    into[name] = into[name] + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+    into[name] = joinHeaderValues(name, into[name], value);
   } else {
     into[name] = value;
   }

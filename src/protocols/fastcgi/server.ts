@@ -15,7 +15,7 @@ import type { HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
 import { SocketReader } from '../../net/socket-reader.js';
 import { VarsBuilder } from '../name-cache.js';
-import { closeAfterWrite, createStreamServer, logProtocolError, parseAddressList, type Connection } from '../../net/stream-server.js';
+import { closeAfterWrite, createStreamServer, logProtocolError, parseAddressList, writeList, type Connection } from '../../net/stream-server.js';
 import {
   decodeBeginRequest,
   decodeParams,
@@ -376,13 +376,13 @@ class FcgiConnection implements Connection {
   private pause(): void {
     if (this.paused) return;
     this.paused = true;
-    this.reader.pause();
+    this.socket.pause();
   }
 
   private resumeIfWanted(): void {
     if (!this.paused) return;
     this.paused = false;
-    this.reader.resume();
+    this.socket.resume();
   }
 
   /**
@@ -517,15 +517,7 @@ class FcgiConnection implements Connection {
   }
 
   sendList(list: Uint8Array[]): void | Promise<void> {
-    if (this.dead) return;
-    let ok = true;
-    if (list.length === 1) ok = this.socket.write(list[0]!);
-    else {
-      this.socket.cork();
-      for (const b of list) ok = this.socket.write(b);
-      this.socket.uncork();
-    }
-    if (ok) return;
+    if (this.dead || writeList(this.socket, list)) return;
     return this.waitDrain();
   }
 

@@ -4,6 +4,7 @@
 
 import { Buffer } from 'node:buffer';
 import { RequestError } from '../../errors.js';
+import { joinHeaderValues } from '../../runner/environ.js';
 import { NameCache, VarsBuilder } from '../name-cache.js';
 
 const headerNames = new NameCache();
@@ -182,7 +183,7 @@ function storeHeader(headers: Record<string, string>, name: string, value: strin
   if (typeof earlier !== 'string') {
     if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
     else headers[name] = value;
-  } else if (name.startsWith('HTTP_')) headers[name] = earlier + (name === 'HTTP_COOKIE' ? '; ' : ', ') + value;
+  } else if (name.startsWith('HTTP_')) headers[name] = joinHeaderValues(name, earlier, value);
   else throw badHeaders(`duplicate header ${JSON.stringify(name)}`);
 }
 

@@ -13,7 +13,7 @@ import { BodyQueue } from '../../runner/input.js';
 import type { ResponseSink } from '../../runner/sink.js';
 import type { HeaderList } from '../../types.js';
 import type { ProtocolServer } from '../../net/protocols.js';
-import { closeAfterWrite, createStreamServer, logProtocolError, type Connection } from '../../net/stream-server.js';
+import { closeAfterWrite, createStreamServer, logProtocolError, writeList, type Connection } from '../../net/stream-server.js';
 import { SocketReader } from '../../net/socket-reader.js';
 import { RequestHeadDecoder } from './codec.js';
 
@@ -146,12 +146,7 @@ class ScgiConnection implements Connection, ResponseSink {
     const head = Buffer.from(text, 'latin1');
     if (last) {
       // A large body is written from its own memory (one writev with the head), not copied.
-      if (chunk) {
-        this.socket.cork();
-        this.socket.write(head);
-        this.socket.write(chunk);
-        this.socket.uncork();
-      } else this.socket.write(head);
+      writeList(this.socket, chunk ? [head, chunk] : [head]);
       this.finish();
       return;
     }
