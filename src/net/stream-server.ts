@@ -191,13 +191,6 @@ export function logProtocolError(gw: Gateway, name: string, err: unknown, peer?:
   }
 }
 
-/**
- * Closes a connection whose requests are answered and read to their end. When what we wrote is
- * already in the kernel, close(2) now: the FIN follows the data at once, and the web server reads
- * answer and end in one go (no shutdown(2), no wait for its FIN). Otherwise end() as usual. Only
- * for a peer that will send nothing more: closing on unread bytes makes the kernel send a reset,
- * which can destroy the answer before the peer reads it.
- */
 /** `list` in one write (a writev when it has several pieces); false once the socket is backed up. */
 export function writeList(socket: net.Socket, list: readonly Uint8Array[]): boolean {
   if (list.length === 1) return socket.write(list[0]!);
@@ -208,6 +201,13 @@ export function writeList(socket: net.Socket, list: readonly Uint8Array[]): bool
   return ok;
 }
 
+/**
+ * Closes a connection whose requests are answered and read to their end. When what we wrote is
+ * already in the kernel, close(2) now: the FIN follows the data at once, and the web server reads
+ * answer and end in one go (no shutdown(2), no wait for its FIN). Otherwise end() as usual. Only
+ * for a peer that will send nothing more: closing on unread bytes makes the kernel send a reset,
+ * which can destroy the answer before the peer reads it.
+ */
 export function closeAfterWrite(socket: net.Socket): void {
   if (socket.writableLength === 0) socket.destroy();
   else socket.end();
